@@ -1,0 +1,186 @@
+// gqavk-bench: decode attention against the streaming-read and FMA roofline of the same device.
+// Each benchmark reports GPU time from timestamp queries as manual time, bytes_per_second for the
+// K and V bytes read, and vs_roofline = time / max(read time, FMA time) for the same bytes and FLOPs.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "decode_plan_impl.hpp"
+#include "gqavk/gqavk.hpp"
+#include "roofline.hpp"
+
+namespace gqavk::bench {
+namespace {
+
+// Caches are rotated so that each iteration reads K/V the CPU's caches do not already hold.
+constexpr uint64_t kColdBytes = 192ull << 20;
+constexpr uint32_t kMaxCopies = 32;
+constexpr uint32_t kHeads = 32, kHeadDim = 128;
+
+Context& context() {
+  static Context ctx;
+  return ctx;
+}
+
+Roofline& roofline() {
+  static Roofline r(context().impl());
+  return r;
+}
+
+struct Case {
+  DType dtype;
+  uint32_t kv_heads, len, batch;
+};
+
+std::vector<float> pseudo_random(size_t n, uint32_t seed) {
+  std::vector<float> v(n);
+  uint32_t x = seed * 2654435761u + 1;
+  for (float& f : v) {
+    x = x * 1664525u + 1013904223u;
+    f = static_cast<float>(x >> 8) * (2.0f / 16777216.0f) - 1.0f;
+  }
+  return v;
+}
+
+// Largest |gpu - cpu| over sequence 0, float64 reference computed here.
+double check_first_sequence(const Case& c, const std::vector<float>& q,
+                            const std::vector<float>& kv_k, const std::vector<float>& kv_v,
+                            const std::vector<float>& out) {
+  const uint32_t group = kHeads / c.kv_heads;
+  double err = 0;
+  std::vector<double> s(c.len);
+  for (uint32_t h = 0; h < kHeads; ++h) {
+    const uint32_t g = h / group;
+    double m = -INFINITY;
+    for (uint32_t j = 0; j < c.len; ++j) {
+      double dot = 0;
+      for (uint32_t d = 0; d < kHeadDim; ++d) {
+        dot += double{q[h * kHeadDim + d]} *
+               double{kv_k[(size_t{g} * c.len + j) * kHeadDim + d]};
+      }
+      s[j] = dot / std::sqrt(double{kHeadDim});
+      m = std::max(m, s[j]);
+    }
+    double sum = 0;
+    for (double& x : s) sum += (x = std::exp(x - m));
+    for (uint32_t d = 0; d < kHeadDim; ++d) {
+      double o = 0;
+      for (uint32_t j = 0; j < c.len; ++j) {
+        o += s[j] * double{kv_v[(size_t{g} * c.len + j) * kHeadDim + d]};
+      }
+      err = std::max(err, std::abs(o / sum - out[h * kHeadDim + d]));
+    }
+  }
+  return err;
+}
+
+void run_decode(benchmark::State& state, Case c) {
+  Context& ctx = context();
+  const uint64_t kv_bytes =
+      2ull * c.batch * c.kv_heads * c.len * kHeadDim * dtype_bytes(c.dtype);
+  const double flops = 4.0 * kHeads * c.len * kHeadDim * c.batch;
+  const uint32_t copies = static_cast<uint32_t>(
+      std::clamp<uint64_t>((kColdBytes + kv_bytes - 1) / kv_bytes, 1, kMaxCopies));
+
+  std::vector<std::unique_ptr<KvCache>> caches;
+  std::vector<std::unique_ptr<DecodePlan>> plans;
+  const size_t per_seq = size_t{c.kv_heads} * c.len * kHeadDim;
+  std::vector<float> k = pseudo_random(per_seq, 1), v = pseudo_random(per_seq, 2);
+  if (c.dtype == DType::f16) {
+    for (float& x : k) x = half_to_float(float_to_half(x));
+    for (float& x : v) x = half_to_float(float_to_half(x));
+  }
+  try {
+    for (uint32_t i = 0; i < copies; ++i) {
+      caches.push_back(std::make_unique<KvCache>(
+          ctx, KvCacheDesc{c.batch, c.kv_heads, kHeadDim, c.len, c.dtype, 16}));
+      for (uint32_t b = 0; b < c.batch; ++b) caches.back()->write(b, 0, c.len, k, v);
+      plans.push_back(std::make_unique<DecodePlan>(ctx, *caches.back(), DecodeDesc{kHeads}));
+    }
+  } catch (const Error& e) {
+    state.SkipWithError(("exceeds the device's limits: " + std::string(e.what())).c_str());
+    for (auto _ : state) {
+    }
+    return;
+  }
+  const std::vector<float> q = pseudo_random(size_t{c.batch} * kHeads * kHeadDim, 3);
+  const std::vector<uint32_t> lens(c.batch, c.len);
+  std::vector<float> out(q.size());
+
+  // Warm up every plan (lavapipe compiles at first dispatch), then check the answer once.
+  for (auto& p : plans) p->run(q, lens, out);
+  const double err = check_first_sequence(c, q, k, v, out);
+  if (!(err < 1e-3) && !std::getenv("EXP_NOCHECK")) {
+    state.SkipWithError(("wrong result: max error " + std::to_string(err)).c_str());
+    for (auto _ : state) {
+    }
+    return;
+  }
+
+  // Roofline on the same device, now: the fastest read of the same bytes, and the FMA rate.
+  const ReadResult read = roofline().read_seconds(caches[0]->impl().pool, kv_bytes);
+  const double fma_s = flops / roofline().fma_flops_per_second();
+  const double roof_s = std::max(read.seconds, fma_s);
+
+  double total_s = 0;
+  size_t i = 0;
+  for (auto _ : state) {
+    DecodePlan& p = *plans[i++ % plans.size()];
+    p.run(q, lens, out);
+    const double s = p.last_gpu_ns() * 1e-9;
+    state.SetIterationTime(s);
+    total_s += s;
+  }
+  const double mean_s = total_s / static_cast<double>(state.iterations());
+  state.SetBytesProcessed(static_cast<int64_t>(kv_bytes * state.iterations()));
+  state.counters["vs_roofline"] = mean_s / roof_s;
+  state.counters["roof_read_ms"] = read.seconds * 1e3;
+  state.counters["roof_fma_ms"] = fma_s * 1e3;
+  state.counters["splits"] = plans[0]->splits();
+  state.counters["max_err"] = err;
+  state.SetLabel("roof read: " + read.variant);
+}
+
+void register_all() {
+  for (DType dt : {DType::f32, DType::f16}) {
+    for (uint32_t g : {32u, 8u, 1u}) {
+      for (uint32_t len : {512u, 4096u, 16384u}) {
+        for (uint32_t b : {1u, 8u}) {
+          const std::string name = std::string("decode_") + to_string(dt) + "/H:32/G:" +
+                                   std::to_string(g) + "/D:128/L:" + std::to_string(len) +
+                                   "/B:" + std::to_string(b);
+          benchmark::RegisterBenchmark(name.c_str(), run_decode, Case{dt, g, len, b})
+              ->UseManualTime()
+              ->Unit(benchmark::kMillisecond)
+              ->MinTime(0.3);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gqavk::bench
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  try {
+    const gqavk::DeviceInfo& d = gqavk::bench::context().device();
+    std::printf("device: %s (%s, driver %s %s), subgroup %u, lanes %u\n", d.name.c_str(),
+                gqavk::to_string(d.type), d.driver_name.c_str(), d.driver_info.c_str(),
+                d.subgroup_size, d.subgroup_lanes);
+  } catch (const gqavk::Error& e) {
+    std::fprintf(stderr, "gqavk-bench: %s\n", e.what());
+    return 1;
+  }
+  gqavk::bench::register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,52 @@
+// gqavk::Context: the Vulkan instance, the chosen device, its compute queue and capability record.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gqavk/device_info.hpp"
+
+namespace gqavk {
+
+struct ContextOptions {
+  // Which device: "" takes GQAVK_DEVICE from the environment, else the best device (discrete >
+  // integrated > virtual > CPU). A number picks by index, other text by name substring.
+  std::string device;
+  // Enables the Khronos validation layer when it is installed.
+  bool validation = false;
+  // Receives each validation message; when empty, messages are written to stderr.
+  std::function<void(std::string_view)> on_validation_message;
+};
+
+// Lists the Vulkan devices gqavk can use (API 1.2 or newer with a compute queue).
+std::vector<DeviceInfo> list_devices();
+
+// Owns the Vulkan objects of one device. Move-only; everything created from a Context (caches,
+// plans) borrows it and must be destroyed before it.
+class Context {
+ public:
+  // Creates a context on the chosen device; throws gqavk::Error (no_device, unsupported) on failure.
+  explicit Context(const ContextOptions& options = {});
+  ~Context();
+  Context(Context&&) noexcept;
+  Context& operator=(Context&&) noexcept;
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  // The capability record of the chosen device.
+  const DeviceInfo& device() const;
+  // Number of validation messages received so far (0 when validation is off).
+  uint32_t validation_message_count() const;
+
+  struct Impl;
+  // Internal state, for the runtime and in-tree tools only.
+  Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gqavk

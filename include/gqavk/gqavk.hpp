@@ -1,0 +1,10 @@
+// gqavk: grouped-query attention on any Vulkan device. Include this one header.
+#pragma once
+
+#include "gqavk/context.hpp"
+#include "gqavk/decode.hpp"
+#include "gqavk/device_info.hpp"
+#include "gqavk/error.hpp"
+#include "gqavk/half.hpp"
+#include "gqavk/kv_cache.hpp"
+#include "gqavk/types.hpp"

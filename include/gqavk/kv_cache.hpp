@@ -1,0 +1,57 @@
+// gqavk::KvCache: the keys and values of B sequences, stored on the device in token blocks.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "gqavk/types.hpp"
+
+namespace gqavk {
+
+class Context;
+
+struct KvCacheDesc {
+  uint32_t batch = 1;             // sequences B
+  uint32_t kv_heads = 1;          // G
+  uint32_t head_dim = 128;        // D, one of 64, 80, 96, 112, 128, 192, 256
+  uint32_t capacity_tokens = 0;   // tokens each sequence can hold
+  DType dtype = DType::f16;       // storage type of K and V
+  uint32_t block_tokens = 16;     // P, tokens per block: a power of two from 1 to 256
+};
+
+// One pool of blocks; each block holds P tokens of K for every KV head, then the same of V. Each
+// sequence reads its blocks through a block table (here the identity: sequence b owns blocks
+// [b * blocks_per_seq, (b + 1) * blocks_per_seq)). Borrows the Context, which must outlive it.
+class KvCache {
+ public:
+  // Allocates the pool; throws gqavk::Error for a bad desc or a pool the device cannot hold.
+  KvCache(Context& context, const KvCacheDesc& desc);
+  ~KvCache();
+  KvCache(KvCache&&) noexcept;
+  KvCache& operator=(KvCache&&) noexcept;
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+
+  // The shape this cache was made with.
+  const KvCacheDesc& desc() const;
+  // Bytes of K and V the pool holds (capacity, all sequences).
+  uint64_t bytes() const;
+  // Writes tokens [first_token, first_token + n_tokens) of sequence `seq`. k and v are
+  // [G, n_tokens, D] in C order (one batch entry of PyTorch's [B, G, L, D]); f32 input is rounded
+  // to the storage type. Nothing is written when an argument is bad.
+  void write(uint32_t seq, uint32_t first_token, uint32_t n_tokens, std::span<const float> k,
+             std::span<const float> v);
+  // The same from IEEE half bit patterns; the cache must store f16.
+  void write_f16(uint32_t seq, uint32_t first_token, uint32_t n_tokens,
+                 std::span<const uint16_t> k, std::span<const uint16_t> v);
+
+  struct Impl;
+  // Internal state, for the runtime and in-tree tools only.
+  Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gqavk

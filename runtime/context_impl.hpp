@@ -1,0 +1,68 @@
+// Context::Impl: the Vulkan objects a context owns, shared by the runtime's other parts.
+#pragma once
+
+#include <vulkan/vulkan.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "buffer.hpp"
+#include "commands.hpp"
+#include "gqavk/context.hpp"
+#include "pipeline.hpp"
+
+namespace gqavk {
+
+struct Context::Impl {
+  VkInstance instance = VK_NULL_HANDLE;
+  VkDebugUtilsMessengerEXT messenger = VK_NULL_HANDLE;
+  VkPhysicalDevice phys = VK_NULL_HANDLE;
+  VkDevice device = VK_NULL_HANDLE;
+  VkQueue queue = VK_NULL_HANDLE;
+  uint32_t queue_family = 0;
+  VkPipelineCache pipeline_cache = VK_NULL_HANDLE;
+  DeviceInfo info;
+  std::unique_ptr<Submitter> submitter;
+  Buffer staging;  // reused for uploads and downloads, grown on demand up to kStagingMaxBytes
+
+  std::map<std::string, std::shared_ptr<const ComputePipeline>> pipelines;
+
+  std::function<void(std::string_view)> on_validation_message;
+  std::atomic<uint32_t> validation_messages{0};
+
+  static constexpr uint64_t kStagingMaxBytes = 64ull << 20;
+
+  Impl() = default;
+  ~Impl();
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  // A new buffer on this device.
+  Buffer make_buffer(BufferKind kind, uint64_t bytes, const char* what) const {
+    return Buffer(phys, device, kind, bytes, what);
+  }
+  // A pipeline built with this context's pipeline cache.
+  ComputePipeline make_pipeline(const PipelineDesc& desc) const {
+    return ComputePipeline(device, pipeline_cache, desc);
+  }
+  // The context's shared pipeline for `desc`, built on first use: plans of the same shape share
+  // it, so a driver that compiles at first dispatch (lavapipe) compiles each variant once.
+  std::shared_ptr<const ComputePipeline> shared_pipeline(const PipelineDesc& desc);
+  // Records, submits and waits.
+  void submit(const std::function<void(VkCommandBuffer)>& record) { submitter->run(record); }
+  // The staging buffer, at least min(bytes, kStagingMaxBytes) large.
+  Buffer& staging_for(uint64_t bytes);
+  // Copies host bytes into dst at offset (through staging, in chunks).
+  void upload(const Buffer& dst, uint64_t offset, const void* data, uint64_t bytes);
+  // Copies bytes of src at offset to the host (through staging, in chunks).
+  void download(const Buffer& src, uint64_t offset, void* data, uint64_t bytes);
+};
+
+// Reads the capability record of a physical device (the subgroup probe is filled in later).
+DeviceInfo query_device_info(VkPhysicalDevice phys, uint32_t index);
+
+}  // namespace gqavk

@@ -1,0 +1,246 @@
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "decode_plan_impl.hpp"
+#include "vk_util.hpp"
+
+namespace gqavk {
+
+namespace {
+
+struct DecodeParams {  // mirrors Params in shaders/decode_split.comp
+  uint32_t q_heads, kv_heads, group_size, head_chunks, splits, blocks_per_seq;
+  float scale;
+  uint32_t pad;
+};
+static_assert(sizeof(DecodeParams) == 32);
+static_assert(offsetof(DecodeParams, scale) == 24);
+
+struct MergeParams {  // mirrors Params in shaders/merge_splits.comp
+  uint32_t rows, splits;
+};
+static_assert(sizeof(MergeParams) == 8);
+
+uint64_t align16(uint64_t x) { return (x + 15) & ~uint64_t{15}; }
+
+}  // namespace
+
+DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc& desc)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& p = *impl_;
+  p.ctx = &context.impl();
+  p.cache = &cache.impl();
+  require(p.cache->ctx == p.ctx, ErrorCode::invalid_argument,
+          "the KV cache was made on another context than the plan");
+  const KvCacheDesc& kv = p.cache->desc;
+  p.batch = kv.batch;
+  p.kv_heads = kv.kv_heads;
+  p.head_dim = kv.head_dim;
+  p.q_heads = desc.q_heads;
+  if (desc.q_heads == 0 || desc.q_heads % kv.kv_heads != 0) {
+    throw Error(ErrorCode::invalid_argument,
+                "q_heads " + std::to_string(desc.q_heads) + " is not a positive multiple of the " +
+                    "cache's kv_heads " + std::to_string(kv.kv_heads) + " (expected H % G == 0)");
+  }
+  if (desc.scale && !(std::isfinite(*desc.scale) && *desc.scale > 0)) {
+    throw Error(ErrorCode::invalid_argument, "scale " + std::to_string(*desc.scale) +
+                                                 " is not valid (expected a finite value > 0)");
+  }
+  if (desc.max_splits > 1024) {
+    throw Error(ErrorCode::invalid_argument, "max_splits " + std::to_string(desc.max_splits) +
+                                                 " is too large (expected 0 for automatic, or 1 "
+                                                 "to 1024)");
+  }
+  p.scale = desc.scale ? *desc.scale : 1.0f / std::sqrt(static_cast<float>(kv.head_dim));
+
+  const DeviceInfo& dev = p.ctx->info;
+  DecodeShape shape{kv.batch, desc.q_heads, kv.kv_heads, kv.head_dim, kv.dtype,
+                    kv.capacity_tokens, p.cache->pool.bytes()};
+  p.tuning = choose_decode_tuning(dev, shape, desc.max_splits, overrides_from_env());
+  const DecodeTuning& t = p.tuning;
+  if (t.load_path == LoadPath::texel && !p.cache->texel_view) {
+    throw Error(ErrorCode::unsupported, "the KV pool is too large for a texel view on " + dev.name);
+  }
+  const uint64_t groups_y = uint64_t{kv.kv_heads} * t.head_chunks;
+  if (t.max_splits > dev.max_workgroup_count[0] || groups_y > dev.max_workgroup_count[1] ||
+      kv.batch > dev.max_workgroup_count[2]) {
+    throw Error(ErrorCode::unsupported,
+                "dispatch of " + std::to_string(t.max_splits) + " x " + std::to_string(groups_y) +
+                    " x " + std::to_string(kv.batch) + " workgroups exceeds the device limit");
+  }
+
+  const bool split = t.max_splits > 1;
+  const std::string variant = std::string("decode_split_") +
+                              (t.load_path == LoadPath::texel ? "texel" : "storage") + "_" +
+                              (t.reduction == Reduction::subgroup ? "subgroup" : "shared");
+  PipelineDesc pd;
+  pd.shader = variant;
+  pd.bindings = {t.load_path == LoadPath::texel ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER
+                                                : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
+  pd.push_constant_bytes = sizeof(DecodeParams);
+  pd.spec_constants = {t.lanes,
+                       kv.head_dim,
+                       t.heads_per_workgroup,
+                       kv.dtype == DType::f16 ? 1u : 0u,
+                       t.keys_per_lane,
+                       p.cache->block_shift,
+                       split ? 0u : 1u};
+  pd.required_subgroup_size = t.required_subgroup_size;
+  pd.full_subgroups = t.full_subgroups;
+  p.decode = p.ctx->shared_pipeline(pd);
+
+  const uint64_t rows = uint64_t{kv.batch} * desc.q_heads;
+  const uint64_t row_bytes = uint64_t{kv.head_dim} * sizeof(float);
+  p.q = p.ctx->make_buffer(BufferKind::device_local, rows * row_bytes, "query");
+  p.lengths = p.ctx->make_buffer(BufferKind::device_local, kv.batch * 4ull, "lengths");
+  p.out = p.ctx->make_buffer(BufferKind::device_local, rows * row_bytes, "output");
+  if (split) {
+    p.partial = p.ctx->make_buffer(BufferKind::device_local, rows * t.max_splits * row_bytes,
+                                   "split outputs");
+    p.stats = p.ctx->make_buffer(BufferKind::device_local, rows * t.max_splits * 8, "split stats");
+  } else {
+    p.stats = p.ctx->make_buffer(BufferKind::device_local, 16, "split stats (unused)");
+  }
+  Binding pool_binding;
+  if (t.load_path == LoadPath::texel) {
+    pool_binding.texel_view = p.cache->texel_view->handle();
+  } else {
+    pool_binding.buffer = p.cache->pool.handle();
+  }
+  p.decode_set = DescriptorSet(p.ctx->device, *p.decode,
+                               {pool_binding,
+                                {p.cache->block_table.handle()},
+                                {p.lengths.handle()},
+                                {p.q.handle()},
+                                {split ? p.partial.handle() : p.out.handle()},
+                                {p.stats.handle()}});
+  if (split) {
+    PipelineDesc md;
+    md.shader = "merge_splits";
+    md.bindings = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                   VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
+    md.push_constant_bytes = sizeof(MergeParams);
+    md.spec_constants = {kv.head_dim};
+    p.merge = p.ctx->shared_pipeline(md);
+    p.merge_set = DescriptorSet(p.ctx->device, *p.merge,
+                                {{p.partial.handle()}, {p.stats.handle()}, {p.out.handle()}});
+  }
+  p.timestamps = TimestampQueries(p.ctx->device, 2, dev.timestamp_period_ns,
+                                  dev.timestamp_valid_bits);
+}
+
+DecodePlan::~DecodePlan() = default;
+DecodePlan::DecodePlan(DecodePlan&&) noexcept = default;
+DecodePlan& DecodePlan::operator=(DecodePlan&&) noexcept = default;
+
+uint32_t DecodePlan::splits() const { return impl_->tuning.max_splits; }
+double DecodePlan::last_gpu_ns() const { return impl_->last_gpu_ns; }
+
+void DecodePlan::Impl::record_attention(VkCommandBuffer cmd) const {
+  timestamps.reset(cmd);
+  timestamps.write(cmd, 0);
+  const DecodeParams params{q_heads,
+                            kv_heads,
+                            q_heads / kv_heads,
+                            tuning.head_chunks,
+                            tuning.max_splits,
+                            cache->blocks_per_seq,
+                            scale,
+                            0};
+  VkDescriptorSet set = decode_set.handle();
+  vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, decode->handle());
+  vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, decode->layout(), 0, 1, &set, 0,
+                          nullptr);
+  vkCmdPushConstants(cmd, decode->layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(params), &params);
+  vkCmdDispatch(cmd, tuning.max_splits, kv_heads * tuning.head_chunks, batch);
+  if (tuning.max_splits > 1) {
+    compute_barrier(cmd);
+    const MergeParams mp{batch * q_heads, tuning.max_splits};
+    VkDescriptorSet ms = merge_set.handle();
+    vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, merge->handle());
+    vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, merge->layout(), 0, 1, &ms, 0,
+                            nullptr);
+    vkCmdPushConstants(cmd, merge->layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(mp), &mp);
+    vkCmdDispatch(cmd, batch * q_heads, 1, 1);
+  }
+  timestamps.write(cmd, 1);
+}
+
+void DecodePlan::Impl::check_run(size_t q_size, std::span<const uint32_t> lens,
+                                 size_t out_size) const {
+  const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
+  const uint64_t want = uint64_t{batch} * q_heads * head_dim;
+  const std::string shape = "[B, H, D] = [" + std::to_string(batch) + ", " +
+                            std::to_string(q_heads) + ", " + std::to_string(head_dim) + "]";
+  if (q_size != want) {
+    bad("q has " + std::to_string(q_size) + " values; expected " + std::to_string(want) + " " +
+        shape);
+  }
+  if (out_size != want) {
+    bad("out has room for " + std::to_string(out_size) + " values; expected " +
+        std::to_string(want) + " " + shape);
+  }
+  if (lens.size() != batch) {
+    bad("lengths has " + std::to_string(lens.size()) + " entries; expected one per sequence (" +
+        std::to_string(batch) + ")");
+  }
+  for (size_t b = 0; b < lens.size(); ++b) {
+    if (lens[b] == 0 || lens[b] > cache->desc.capacity_tokens) {
+      bad("lengths[" + std::to_string(b) + "] = " + std::to_string(lens[b]) +
+          " is out of range (expected 1 to the cache capacity " +
+          std::to_string(cache->desc.capacity_tokens) + ")");
+    }
+  }
+}
+
+void DecodePlan::run(std::span<const float> q, std::span<const uint32_t> lengths,
+                     std::span<float> out) {
+  Impl& p = *impl_;
+  p.check_run(q.size(), lengths, out.size());
+  for (float x : q) {
+    if (!std::isfinite(x)) throw Error(ErrorCode::invalid_argument, "q holds a NaN or infinity");
+  }
+  const uint64_t q_bytes = q.size_bytes();
+  const uint64_t len_bytes = lengths.size_bytes();
+  const uint64_t len_at = align16(q_bytes);
+  const uint64_t out_at = align16(len_at + len_bytes);
+  const uint64_t total = out_at + out.size_bytes();
+  if (total > Context::Impl::kStagingMaxBytes) {
+    throw Error(ErrorCode::unsupported, "query and output of " + std::to_string(total) +
+                                            " bytes exceed the staging limit of " +
+                                            std::to_string(Context::Impl::kStagingMaxBytes));
+  }
+  Buffer& stage = p.ctx->staging_for(total);
+  auto* base = static_cast<uint8_t*>(stage.mapped());
+  std::memcpy(base, q.data(), q_bytes);
+  std::memcpy(base + len_at, lengths.data(), len_bytes);
+  p.ctx->submit([&](VkCommandBuffer cmd) {
+    const VkBufferCopy qc{0, 0, q_bytes};
+    const VkBufferCopy lc{len_at, 0, len_bytes};
+    vkCmdCopyBuffer(cmd, stage.handle(), p.q.handle(), 1, &qc);
+    vkCmdCopyBuffer(cmd, stage.handle(), p.lengths.handle(), 1, &lc);
+    memory_barrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                   VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+    p.record_attention(cmd);
+    memory_barrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                   VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
+    const VkBufferCopy oc{0, out_at, out.size_bytes()};
+    vkCmdCopyBuffer(cmd, p.out.handle(), stage.handle(), 1, &oc);
+    host_read_barrier(cmd);
+  });
+  std::memcpy(out.data(), base + out_at, out.size_bytes());
+  p.last_gpu_ns = p.timestamps.elapsed_ns(0, 1);
+}
+
+std::vector<float> DecodePlan::run(std::span<const float> q, std::span<const uint32_t> lengths) {
+  std::vector<float> out(uint64_t{impl_->batch} * impl_->q_heads * impl_->head_dim);
+  run(q, lengths, out);
+  return out;
+}
+
+}  // namespace gqavk

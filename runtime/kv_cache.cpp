@@ -1,0 +1,185 @@
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gqavk/half.hpp"
+#include "kv_cache_impl.hpp"
+#include "tuning.hpp"
+#include "vk_util.hpp"
+
+namespace gqavk {
+
+namespace {
+
+constexpr uint32_t kHeadDims[] = {64, 80, 96, 112, 128, 192, 256};
+
+void check_desc(const KvCacheDesc& d) {
+  const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
+  if (d.batch == 0) bad("KV cache batch is 0 (expected at least 1 sequence)");
+  if (d.kv_heads == 0) bad("KV cache kv_heads is 0 (expected at least 1)");
+  if (std::find(std::begin(kHeadDims), std::end(kHeadDims), d.head_dim) == std::end(kHeadDims)) {
+    bad("head_dim " + std::to_string(d.head_dim) +
+        " is not supported (expected one of 64, 80, 96, 112, 128, 192, 256)");
+  }
+  if (d.capacity_tokens == 0) bad("KV cache capacity_tokens is 0 (expected at least 1)");
+  if (d.block_tokens == 0 || d.block_tokens > 256 || (d.block_tokens & (d.block_tokens - 1))) {
+    bad("block_tokens " + std::to_string(d.block_tokens) +
+        " is not valid (expected a power of two from 1 to 256)");
+  }
+  if (d.dtype != DType::f32 && d.dtype != DType::f16) bad("KV cache dtype is not f32 or f16");
+}
+
+}  // namespace
+
+KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_unique<Impl>()) {
+  check_desc(desc);
+  Impl& c = *impl_;
+  c.ctx = &context.impl();
+  c.desc = desc;
+  while ((1u << c.block_shift) < desc.block_tokens) ++c.block_shift;
+  c.blocks_per_seq = (desc.capacity_tokens + desc.block_tokens - 1) / desc.block_tokens;
+  c.row_bytes = uint64_t{desc.head_dim} * dtype_bytes(desc.dtype);
+  c.block_bytes = 2ull * desc.kv_heads * desc.block_tokens * c.row_bytes;
+  const uint64_t pool_bytes = c.block_bytes * c.blocks_per_seq * desc.batch;
+
+  const DeviceInfo& dev = c.ctx->info;
+  const uint64_t limit = std::max(max_binding_bytes(dev, LoadPath::texel),
+                                  max_binding_bytes(dev, LoadPath::storage));
+  if (pool_bytes > limit) {
+    throw Error(ErrorCode::unsupported,
+                "KV cache of " + std::to_string(desc.batch) + " x " +
+                    std::to_string(desc.kv_heads) + " heads x " +
+                    std::to_string(desc.capacity_tokens) + " tokens x " +
+                    std::to_string(desc.head_dim) + " " + to_string(desc.dtype) + " needs " +
+                    std::to_string(pool_bytes) + " bytes; " + dev.name + " binds at most " +
+                    std::to_string(limit) + " bytes (reduce batch or capacity_tokens)");
+  }
+  c.pool = c.ctx->make_buffer(BufferKind::device_local, pool_bytes, "KV pool");
+  if (pool_bytes <= dev.max_texel_buffer_elements * 16) c.texel_view.emplace(c.ctx->device, c.pool);
+
+  // Identity block table: sequence b owns blocks [b * blocks_per_seq, (b + 1) * blocks_per_seq).
+  std::vector<uint32_t> table(uint64_t{desc.batch} * c.blocks_per_seq);
+  for (uint32_t i = 0; i < table.size(); ++i) table[i] = i;
+  c.block_table =
+      c.ctx->make_buffer(BufferKind::device_local, table.size() * sizeof(uint32_t), "block table");
+  c.ctx->upload(c.block_table, 0, table.data(), table.size() * sizeof(uint32_t));
+  // Zeroed, so reading a token that was never written gives zeros rather than garbage.
+  c.ctx->submit([&](VkCommandBuffer cmd) {
+    vkCmdFillBuffer(cmd, c.pool.handle(), 0, VK_WHOLE_SIZE, 0);
+  });
+}
+
+KvCache::~KvCache() = default;
+KvCache::KvCache(KvCache&&) noexcept = default;
+KvCache& KvCache::operator=(KvCache&&) noexcept = default;
+
+const KvCacheDesc& KvCache::desc() const { return impl_->desc; }
+uint64_t KvCache::bytes() const { return impl_->pool.bytes(); }
+
+namespace {
+
+// One contiguous run of rows to copy: `rows` rows of K or V starting at source row `src_row`.
+struct Run {
+  bool v;
+  uint64_t src_row;
+  uint32_t rows;
+  uint64_t dst_offset;
+};
+
+template <typename T>
+void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std::span<const T> k,
+                std::span<const T> v) {
+  const KvCacheDesc& d = c.desc;
+  const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
+  if (seq >= d.batch) {
+    bad("sequence " + std::to_string(seq) + " is out of range (cache has " +
+        std::to_string(d.batch) + " sequences)");
+  }
+  if (n == 0) bad("n_tokens is 0 (expected at least 1 token to write)");
+  if (uint64_t{first} + n > d.capacity_tokens) {
+    bad("tokens [" + std::to_string(first) + ", " + std::to_string(uint64_t{first} + n) +
+        ") exceed the cache capacity of " + std::to_string(d.capacity_tokens) + " tokens");
+  }
+  const uint64_t want = uint64_t{d.kv_heads} * n * d.head_dim;
+  if (k.size() != want || v.size() != want) {
+    bad("k and v must hold kv_heads * n_tokens * head_dim = " + std::to_string(want) +
+        " values each ([G, n, D] = [" + std::to_string(d.kv_heads) + ", " + std::to_string(n) +
+        ", " + std::to_string(d.head_dim) + "]); got k " + std::to_string(k.size()) + " and v " +
+        std::to_string(v.size()));
+  }
+
+  // Runs: for each block the range touches, each head's K rows and V rows are contiguous.
+  std::vector<Run> runs;
+  for (uint32_t t = first; t < first + n;) {
+    const uint32_t logical = t >> c.block_shift;
+    const uint32_t slot = t & (d.block_tokens - 1);
+    const uint32_t rows = std::min(first + n - t, d.block_tokens - slot);
+    const uint32_t block = seq * c.blocks_per_seq + logical;  // identity table
+    for (uint32_t g = 0; g < d.kv_heads; ++g) {
+      for (bool is_v : {false, true}) {
+        runs.push_back({is_v, uint64_t{g} * n + (t - first), rows, c.row_offset(block, g, slot, is_v)});
+      }
+    }
+    t += rows;
+  }
+
+  // Pack runs into staging (converting f32 to the storage type) and copy in batches.
+  Buffer& stage = c.ctx->staging_for(2 * want * dtype_bytes(d.dtype));
+  auto* base = static_cast<uint8_t*>(stage.mapped());
+  std::vector<VkBufferCopy> regions;
+  uint64_t used = 0;
+  const auto flush = [&] {
+    if (regions.empty()) return;
+    c.ctx->submit([&](VkCommandBuffer cmd) {
+      vkCmdCopyBuffer(cmd, stage.handle(), c.pool.handle(), static_cast<uint32_t>(regions.size()),
+                      regions.data());
+    });
+    regions.clear();
+    used = 0;
+  };
+  for (const Run& r : runs) {
+    for (uint32_t done = 0; done < r.rows;) {
+      uint64_t fit = (stage.bytes() - used) / c.row_bytes;
+      if (fit == 0) {
+        flush();
+        fit = stage.bytes() / c.row_bytes;
+      }
+      const uint32_t rows = static_cast<uint32_t>(std::min<uint64_t>(r.rows - done, fit));
+      const T* src = (r.v ? v.data() : k.data()) + (r.src_row + done) * d.head_dim;
+      const size_t count = size_t{rows} * d.head_dim;
+      if constexpr (std::is_same_v<T, float>) {
+        if (d.dtype == DType::f16) {
+          floats_to_halves({src, count}, {reinterpret_cast<uint16_t*>(base + used), count});
+        } else {
+          std::memcpy(base + used, src, count * sizeof(float));
+        }
+      } else {
+        std::memcpy(base + used, src, count * sizeof(uint16_t));
+      }
+      regions.push_back({used, r.dst_offset + done * c.row_bytes, rows * c.row_bytes});
+      used += rows * c.row_bytes;
+      done += rows;
+    }
+  }
+  flush();
+}
+
+}  // namespace
+
+void KvCache::write(uint32_t seq, uint32_t first_token, uint32_t n_tokens,
+                    std::span<const float> k, std::span<const float> v) {
+  write_rows<float>(*impl_, seq, first_token, n_tokens, k, v);
+}
+
+void KvCache::write_f16(uint32_t seq, uint32_t first_token, uint32_t n_tokens,
+                        std::span<const uint16_t> k, std::span<const uint16_t> v) {
+  if (impl_->desc.dtype != DType::f16) {
+    throw Error(ErrorCode::invalid_argument,
+                std::string("write_f16 needs an f16 cache; this cache stores ") +
+                    to_string(impl_->desc.dtype) + " (use write with floats)");
+  }
+  write_rows<uint16_t>(*impl_, seq, first_token, n_tokens, k, v);
+}
+
+}  // namespace gqavk

@@ -1,0 +1,30 @@
+// KvCache::Impl: the pool, its texel view and the block table, for the kernels that read them.
+#pragma once
+
+#include <optional>
+
+#include "buffer.hpp"
+#include "context_impl.hpp"
+#include "gqavk/kv_cache.hpp"
+
+namespace gqavk {
+
+struct KvCache::Impl {
+  Context::Impl* ctx = nullptr;
+  KvCacheDesc desc;
+  uint32_t block_shift = 0;     // log2(desc.block_tokens)
+  uint32_t blocks_per_seq = 0;  // ceil(capacity / block_tokens)
+  uint64_t row_bytes = 0;       // one token of one head: head_dim * dtype bytes
+  uint64_t block_bytes = 0;     // 2 * kv_heads * block_tokens * row_bytes
+  Buffer pool;
+  std::optional<TexelView> texel_view;  // when the pool fits maxTexelBufferElements
+  Buffer block_table;                   // [batch, blocks_per_seq] physical block ids
+
+  // Byte offset of token `t` of KV head g in physical block `block`; v selects V over K.
+  uint64_t row_offset(uint32_t block, uint32_t g, uint32_t t, bool v) const {
+    return block * block_bytes + ((uint64_t{v} * desc.kv_heads + g) * desc.block_tokens + t) *
+                                     row_bytes;
+  }
+};
+
+}  // namespace gqavk

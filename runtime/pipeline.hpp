@@ -1,0 +1,74 @@
+// Compute pipelines built from embedded SPIR-V with specialization constants, and the one
+// descriptor set each use of a pipeline binds.
+#pragma once
+
+#include <vulkan/vulkan.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gqavk {
+
+struct PipelineDesc {
+  std::string shader;                       // embedded variant name
+  std::vector<VkDescriptorType> bindings;   // binding i has type bindings[i]
+  uint32_t push_constant_bytes = 0;
+  std::vector<uint32_t> spec_constants;     // constant_id i has value spec_constants[i]
+  uint32_t required_subgroup_size = 0;      // 0: none; else VK_EXT_subgroup_size_control
+  bool full_subgroups = false;              // VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS
+};
+
+// A compute pipeline with its layouts. Move-only; destroyed before the device that made it.
+class ComputePipeline {
+ public:
+  ComputePipeline() = default;
+  ComputePipeline(VkDevice device, VkPipelineCache cache, const PipelineDesc& desc);
+  ~ComputePipeline();
+  ComputePipeline(ComputePipeline&& o) noexcept;
+  ComputePipeline& operator=(ComputePipeline&& o) noexcept;
+  ComputePipeline(const ComputePipeline&) = delete;
+  ComputePipeline& operator=(const ComputePipeline&) = delete;
+
+  VkPipeline handle() const { return pipeline_; }
+  VkPipelineLayout layout() const { return layout_; }
+  VkDescriptorSetLayout set_layout() const { return set_layout_; }
+  const std::vector<VkDescriptorType>& bindings() const { return bindings_; }
+
+ private:
+  void reset() noexcept;
+  VkDevice device_ = VK_NULL_HANDLE;
+  VkDescriptorSetLayout set_layout_ = VK_NULL_HANDLE;
+  VkPipelineLayout layout_ = VK_NULL_HANDLE;
+  VkPipeline pipeline_ = VK_NULL_HANDLE;
+  std::vector<VkDescriptorType> bindings_;
+};
+
+// One binding's resource: a buffer range, or a texel view.
+struct Binding {
+  VkBuffer buffer = VK_NULL_HANDLE;
+  VkDeviceSize offset = 0;
+  VkDeviceSize range = VK_WHOLE_SIZE;
+  VkBufferView texel_view = VK_NULL_HANDLE;
+};
+
+// A descriptor pool holding one set for one pipeline, written once.
+class DescriptorSet {
+ public:
+  DescriptorSet() = default;
+  DescriptorSet(VkDevice device, const ComputePipeline& pipeline,
+                const std::vector<Binding>& resources);
+  ~DescriptorSet();
+  DescriptorSet(DescriptorSet&& o) noexcept;
+  DescriptorSet& operator=(DescriptorSet&& o) noexcept;
+  DescriptorSet(const DescriptorSet&) = delete;
+  DescriptorSet& operator=(const DescriptorSet&) = delete;
+  VkDescriptorSet handle() const { return set_; }
+
+ private:
+  VkDevice device_ = VK_NULL_HANDLE;
+  VkDescriptorPool pool_ = VK_NULL_HANDLE;
+  VkDescriptorSet set_ = VK_NULL_HANDLE;
+};
+
+}  // namespace gqavk

@@ -1,0 +1,121 @@
+#include "tuning.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
+#include "gqavk/error.hpp"
+
+namespace gqavk {
+
+namespace {
+
+// Unrolled work per tile (FMAs per lane and phase): bounds shader size and compile time, and
+// registers. A lane holds heads_per_workgroup query rows of head_dim floats.
+constexpr uint32_t kTileFmaBudget = 4096;
+constexpr uint32_t kQueryFloatsPerLane = 1024;
+constexpr uint32_t kMaxKeysPerLane = 8;
+constexpr uint32_t kMaxSplits = 64;
+
+uint32_t ceil_div(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
+
+}  // namespace
+
+TuningOverrides overrides_from_env() {
+  TuningOverrides o;
+  if (const char* v = std::getenv("GQAVK_KV_LOAD")) o.load_path = v;
+  if (const char* v = std::getenv("GQAVK_REDUCTION")) o.reduction = v;
+  return o;
+}
+
+uint64_t max_binding_bytes(const DeviceInfo& device, LoadPath path) {
+  const uint64_t limit = path == LoadPath::texel ? device.max_texel_buffer_elements * 16
+                                                 : device.max_storage_buffer_range;
+  const uint64_t alloc = device.max_memory_allocation_size ? device.max_memory_allocation_size
+                                                           : limit;
+  return std::min(limit, alloc);
+}
+
+DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& shape,
+                                  uint32_t requested_splits, const TuningOverrides& overrides) {
+  DecodeTuning t;
+
+  // Load path: lavapipe gathers texel fetches but loops per lane over storage loads; GPUs read
+  // storage buffers at full speed. Take the other path when the pool exceeds the binding limit.
+  LoadPath preferred = device.vendor == Vendor::mesa_cpu ? LoadPath::texel : LoadPath::storage;
+  if (overrides.load_path == "texel") {
+    preferred = LoadPath::texel;
+  } else if (overrides.load_path == "storage") {
+    preferred = LoadPath::storage;
+  } else if (!overrides.load_path.empty()) {
+    throw Error(ErrorCode::invalid_argument, "GQAVK_KV_LOAD='" + overrides.load_path +
+                                                 "' is not valid (expected texel or storage)");
+  }
+  const LoadPath other = preferred == LoadPath::texel ? LoadPath::storage : LoadPath::texel;
+  if (shape.pool_bytes <= max_binding_bytes(device, preferred)) {
+    t.load_path = preferred;
+  } else if (overrides.load_path.empty() && shape.pool_bytes <= max_binding_bytes(device, other)) {
+    t.load_path = other;
+  } else {
+    throw Error(ErrorCode::unsupported,
+                "KV pool of " + std::to_string(shape.pool_bytes) +
+                    " bytes exceeds what one binding can address on " + device.name + " (" +
+                    std::to_string(max_binding_bytes(device, preferred)) +
+                    " bytes); use fewer sequences or a smaller capacity");
+  }
+
+  // Reduction: one subgroup per workgroup where the probe proved subgroups whole and correct.
+  const bool subgroup_ok = device.subgroup_lanes >= 1;
+  if (overrides.reduction == "shared" || !subgroup_ok) {
+    t.reduction = Reduction::shared;
+  } else if (overrides.reduction.empty() || overrides.reduction == "subgroup") {
+    t.reduction = Reduction::subgroup;
+  } else {
+    throw Error(ErrorCode::invalid_argument, "GQAVK_REDUCTION='" + overrides.reduction +
+                                                 "' is not valid (expected subgroup or shared)");
+  }
+  if (t.reduction == Reduction::subgroup) {
+    t.lanes = device.subgroup_lanes;
+    if (!device.bug_partial_subgroups && device.subgroup_size_control &&
+        device.min_subgroup_size <= t.lanes && t.lanes <= device.max_subgroup_size) {
+      t.required_subgroup_size = t.lanes;
+      t.full_subgroups = device.compute_full_subgroups;
+    }
+  } else {
+    t.lanes = std::clamp<uint32_t>(device.subgroup_size ? device.subgroup_size : 32, 4, 64);
+  }
+
+  // Heads per workgroup: as many of the group as the register budget for query rows allows.
+  const uint32_t group = shape.q_heads / shape.kv_heads;
+  const uint32_t max_heads = std::max(1u, kQueryFloatsPerLane / shape.head_dim);
+  t.head_chunks = ceil_div(group, max_heads);
+  t.heads_per_workgroup = ceil_div(group, t.head_chunks);
+
+  // Keys per lane: the largest tile whose unrolled phases stay within the budget.
+  const uint32_t vals = shape.dtype == DType::f16 ? 8 : 4;
+  const uint32_t row_texels = shape.head_dim / vals;
+  const uint32_t chunks = ceil_div(row_texels, t.lanes);
+  t.keys_per_lane = 1;
+  for (uint32_t k = kMaxKeysPerLane; k >= 1; k /= 2) {
+    const uint64_t scores = uint64_t{k} * shape.head_dim * t.heads_per_workgroup;
+    const uint64_t values = uint64_t{k} * t.lanes * chunks * vals * t.heads_per_workgroup;
+    if (scores <= kTileFmaBudget && values <= 2 * kTileFmaBudget) {
+      t.keys_per_lane = k;
+      break;
+    }
+  }
+
+  // Splits: enough workgroups to fill the device twice over, each split at least two tiles long.
+  const uint32_t tile = t.lanes * t.keys_per_lane;
+  const uint32_t max_useful = std::max(1u, ceil_div(shape.capacity_tokens, 2ull * tile));
+  if (requested_splits > 0) {
+    t.max_splits = requested_splits;
+  } else {
+    const uint64_t groups = uint64_t{shape.batch} * shape.kv_heads * t.head_chunks;
+    const uint32_t want = ceil_div(2ull * std::max(1u, device.compute_units), groups);
+    t.max_splits = std::clamp(want, 1u, std::min(max_useful, kMaxSplits));
+  }
+  return t;
+}
+
+}  // namespace gqavk

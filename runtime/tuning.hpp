@@ -1,0 +1,55 @@
+// Tuning: a pure function from (device record, shape) to the kernel variant and its sizes. All
+// per-vendor choices live here, so they are unit-tested without a GPU.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "gqavk/device_info.hpp"
+#include "gqavk/types.hpp"
+
+namespace gqavk {
+
+enum class LoadPath { texel, storage };
+enum class Reduction { subgroup, shared };
+
+struct DecodeShape {
+  uint32_t batch = 1;
+  uint32_t q_heads = 1;
+  uint32_t kv_heads = 1;
+  uint32_t head_dim = 128;
+  DType dtype = DType::f16;
+  uint32_t capacity_tokens = 1;
+  uint64_t pool_bytes = 0;  // bytes of the KV pool binding
+};
+
+struct DecodeTuning {
+  LoadPath load_path = LoadPath::storage;
+  Reduction reduction = Reduction::subgroup;
+  uint32_t lanes = 32;                // workgroup size (one subgroup when reduction == subgroup)
+  uint32_t required_subgroup_size = 0;  // pipeline's required subgroup size, 0 for none
+  bool full_subgroups = false;
+  uint32_t heads_per_workgroup = 1;   // query heads sharing each K/V read
+  uint32_t head_chunks = 1;           // workgroups per KV head: ceil(H/G / heads_per_workgroup)
+  uint32_t keys_per_lane = 1;         // tile = lanes * keys_per_lane keys
+  uint32_t max_splits = 1;            // KV splits per (sequence, KV head, chunk)
+};
+
+// Overrides for testing both paths on one device; empty strings mean "choose".
+struct TuningOverrides {
+  std::string load_path;  // "texel" or "storage"
+  std::string reduction;  // "subgroup" or "shared"
+};
+
+// Reads GQAVK_KV_LOAD and GQAVK_REDUCTION from the environment.
+TuningOverrides overrides_from_env();
+
+// Chooses how to run decode for `shape` on `device`. requested_splits > 0 fixes the split bound.
+// Throws gqavk::Error (unsupported) when no variant fits the device's limits.
+DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& shape,
+                                  uint32_t requested_splits, const TuningOverrides& overrides = {});
+
+// Bytes a binding of the pool may span with `path` on `device`.
+uint64_t max_binding_bytes(const DeviceInfo& device, LoadPath path);
+
+}  // namespace gqavk

@@ -1,0 +1,222 @@
+#version 450
+// Decode attention: one query token per sequence against its cached keys.
+// One workgroup = one (sequence b, KV head g, chunk of HEADS query heads, KV split). It reads each
+// K and V element of its split once and uses it for all HEADS query heads, which live in registers.
+//
+// The workgroup is a single subgroup of LANES invocations (or, without usable subgroup operations,
+// LANES invocations exchanging through shared memory). A tile of TILE = LANES * KEYS_PER_LANE keys:
+//  1. scores: each lane takes whole keys (KEYS_PER_LANE of them) and computes q.k for every head
+//     over the full head dim, so no cross-lane reduction is paid per key;
+//  2. online softmax: one group max per head per tile, then p = exp(s - m) in the same lanes;
+//  3. values: each lane owns CHUNKS texels of the output row and accumulates p * v over every key
+//     of the tile, taking p and the key's V row from the lane that scored it.
+// The tile loops are unrolled (their bounds are specialization constants): lavapipe keeps arrays in
+// registers only at constant indices, and turns dynamic shared/storage loads into per-lane loops.
+#extension GL_EXT_control_flow_attributes : require
+#extension GL_GOOGLE_include_directive : require
+#extension GL_KHR_shader_subgroup_basic : require
+#if GQAVK_SUBGROUP_OPS
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_KHR_shader_subgroup_ballot : require
+#endif
+
+#include "kv_load.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint HEAD_DIM = 128;
+layout(constant_id = 2) const uint HEADS = 4;  // query heads per workgroup
+layout(constant_id = 3) const bool KV_F16 = true;
+layout(constant_id = 4) const uint KEYS_PER_LANE = 8;
+layout(constant_id = 5) const uint BLOCK_SHIFT = 4;  // log2 of tokens per cache block
+layout(constant_id = 6) const bool DIRECT_OUT = false;  // one split: write the final output
+
+const uint LANES = gl_WorkGroupSize.x;
+const uint VALS = KV_F16 ? 8 : 4;  // values per texel
+const uint HALVES = VALS / 4;      // vec4s per texel
+const uint ROW = HEAD_DIM / VALS;  // texels per K or V row
+const uint QV = HEAD_DIM / 4;      // vec4s per query row
+const uint TILE = LANES * KEYS_PER_LANE;
+const uint CHUNKS = (ROW + LANES - 1) / LANES;  // V texels per lane
+
+layout(push_constant) uniform Params {
+  uint q_heads;         // H
+  uint kv_heads;        // G
+  uint group_size;      // H / G
+  uint head_chunks;     // workgroups per KV head along y
+  uint splits;          // workgroups per (sequence, KV head, chunk) along x
+  uint blocks_per_seq;  // row length of the block table
+  float scale;
+  uint pad;
+} pc;
+
+layout(binding = 1, std430) readonly buffer BlockTable { uint block_table[]; };
+layout(binding = 2, std430) readonly buffer Lengths { uint lengths[]; };
+layout(binding = 3, std430) readonly buffer Query { vec4 q_in[]; };  // [B, H, QV]
+// DIRECT_OUT: [B, H, QV]. Otherwise [B, H, splits, QV], normalised by the split's own sum.
+layout(binding = 4, std430) writeonly buffer Out { vec4 o_out[]; };
+layout(binding = 5, std430) writeonly buffer RowStats { vec2 ml_out[]; };  // [B, H, splits]: (m, l)
+
+#define NEG_INF uintBitsToFloat(0xff800000u)
+
+#if GQAVK_SUBGROUP_OPS
+float group_max(float x) { return subgroupMax(x); }
+float group_sum(float x) { return subgroupAdd(x); }
+#else
+shared float red_sh[LANES];
+shared float p_sh[TILE * HEADS];
+shared uint row_sh[TILE];
+float group_reduce(float x, bool is_max) {
+  barrier();
+  red_sh[gl_LocalInvocationID.x] = x;
+  barrier();
+  float r = red_sh[0];
+  for (uint i = 1; i < LANES; ++i) r = is_max ? max(r, red_sh[i]) : r + red_sh[i];
+  return r;
+}
+float group_max(float x) { return group_reduce(x, true); }
+float group_sum(float x) { return group_reduce(x, false); }
+#endif
+
+void unpack(uvec4 t, out vec4 lo, out vec4 hi) {
+  if (KV_F16) {
+    lo = vec4(unpackHalf2x16(t.x), unpackHalf2x16(t.y));
+    hi = vec4(unpackHalf2x16(t.z), unpackHalf2x16(t.w));
+  } else {
+    lo = uintBitsToFloat(t);
+    hi = vec4(0.0);
+  }
+}
+
+void main() {
+  const uint lane = gl_LocalInvocationID.x;
+  const uint split = gl_WorkGroupID.x;
+  const uint g = gl_WorkGroupID.y / pc.head_chunks;
+  const uint first_head = g * pc.group_size + (gl_WorkGroupID.y % pc.head_chunks) * HEADS;
+  const uint last_head = (g + 1) * pc.group_size;  // exclusive
+  const uint b = gl_WorkGroupID.z;
+
+  const uint len = lengths[b];
+  const uint per_split = (len + pc.splits - 1) / pc.splits;
+  const uint k_begin = min(len, split * per_split);
+  const uint k_end = min(len, k_begin + per_split);
+
+  // The group's query rows, pre-scaled; heads past the group are zero and never written.
+  vec4 q[HEADS * QV];
+  [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+    const uint head = min(first_head + h, pc.q_heads - 1);
+    const float w = first_head + h < last_head ? pc.scale : 0.0;
+    [[unroll]] for (uint i = 0; i < QV; ++i) q[h * QV + i] = q_in[(b * pc.q_heads + head) * QV + i] * w;
+  }
+
+  const uint table_row = b * pc.blocks_per_seq;
+  const uint block_mask = (1u << BLOCK_SHIFT) - 1u;
+  const uint v_offset = pc.kv_heads << BLOCK_SHIFT;  // rows from a K row to its V row
+
+  float m_run[HEADS];
+  float l_run[HEADS];  // this lane's share of the softmax denominator
+  vec4 acc[HEADS * CHUNKS * 2];
+  [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+    m_run[h] = NEG_INF;
+    l_run[h] = 0.0;
+  }
+  [[unroll]] for (uint i = 0; i < HEADS * CHUNKS * 2; ++i) acc[i] = vec4(0.0);
+
+  for (uint tile = k_begin; tile < k_end; tile += TILE) {
+    // 1. Scores for this lane's keys. Keys past k_end read the last valid row and are masked.
+    float s[KEYS_PER_LANE * HEADS];
+    uint k_row[KEYS_PER_LANE];
+    [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
+      const uint j = min(tile + r * LANES + lane, k_end - 1);
+      const uint block = block_table[table_row + (j >> BLOCK_SHIFT)];
+      k_row[r] = (((block * 2u * pc.kv_heads + g) << BLOCK_SHIFT) | (j & block_mask)) * ROW;
+      [[unroll]] for (uint h = 0; h < HEADS; ++h) s[r * HEADS + h] = 0.0;
+    }
+    [[unroll]] for (uint c = 0; c < ROW; ++c) {
+      [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
+        vec4 lo, hi;
+        unpack(kv_texel(k_row[r] + c), lo, hi);
+        [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+          float d = dot(q[h * QV + c * HALVES], lo);
+          if (KV_F16) d += dot(q[h * QV + c * HALVES + 1], hi);
+          s[r * HEADS + h] += d;
+        }
+      }
+    }
+
+    // 2. Online softmax: s becomes p = exp(s - m) against the running max of the workgroup.
+    float alpha[HEADS];
+    [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+      float mx = NEG_INF;
+      [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
+        if (tile + r * LANES + lane < k_end) mx = max(mx, s[r * HEADS + h]);
+      }
+      const float m_new = max(m_run[h], group_max(mx));  // finite: key `tile` is valid
+      alpha[h] = exp(m_run[h] - m_new);
+      float sum = 0.0;
+      [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
+        const bool valid = tile + r * LANES + lane < k_end;
+        const float p = valid ? exp(s[r * HEADS + h] - m_new) : 0.0;
+        s[r * HEADS + h] = p;
+        sum += p;
+      }
+      l_run[h] = l_run[h] * alpha[h] + sum;
+      m_run[h] = m_new;
+    }
+#if !GQAVK_SUBGROUP_OPS
+    [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
+      row_sh[r * LANES + lane] = k_row[r] + v_offset * ROW;
+      [[unroll]] for (uint h = 0; h < HEADS; ++h) p_sh[(r * LANES + lane) * HEADS + h] = s[r * HEADS + h];
+    }
+    barrier();
+#endif
+
+    // 3. Values: acc = acc * alpha + sum over the tile's keys of p * v.
+    [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+      [[unroll]] for (uint i = 0; i < CHUNKS * 2; ++i) acc[h * CHUNKS * 2 + i] *= alpha[h];
+    }
+    [[unroll]] for (uint i = 0; i < TILE; ++i) {
+#if GQAVK_SUBGROUP_OPS
+      const uint owner = i % LANES;
+      const uint v_row = subgroupBroadcast(k_row[i / LANES], owner) + v_offset * ROW;
+#else
+      const uint v_row = row_sh[i];
+#endif
+      float p[HEADS];
+      [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+#if GQAVK_SUBGROUP_OPS
+        p[h] = subgroupBroadcast(s[(i / LANES) * HEADS + h], owner);
+#else
+        p[h] = p_sh[i * HEADS + h];
+#endif
+      }
+      [[unroll]] for (uint u = 0; u < CHUNKS; ++u) {
+        vec4 lo, hi;
+        unpack(kv_texel(v_row + min(lane + u * LANES, ROW - 1)), lo, hi);
+        [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+          acc[(h * CHUNKS + u) * 2] += p[h] * lo;
+          if (KV_F16) acc[(h * CHUNKS + u) * 2 + 1] += p[h] * hi;
+        }
+      }
+    }
+#if !GQAVK_SUBGROUP_OPS
+    barrier();
+#endif
+  }
+
+  // Each split's output is normalised by its own sum; merge_splits.comp weighs splits by (m, l).
+  [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+    const float l = group_sum(l_run[h]);
+    const uint head = first_head + h;
+    if (head >= last_head) continue;
+    const float inv = l > 0.0 ? 1.0 / l : 0.0;
+    const uint row = DIRECT_OUT ? (b * pc.q_heads + head) : ((b * pc.q_heads + head) * pc.splits + split);
+    [[unroll]] for (uint u = 0; u < CHUNKS; ++u) {
+      const uint c = lane + u * LANES;
+      if (c < ROW) {
+        o_out[row * QV + c * HALVES] = acc[(h * CHUNKS + u) * 2] * inv;
+        if (KV_F16) o_out[row * QV + c * HALVES + 1] = acc[(h * CHUNKS + u) * 2 + 1] * inv;
+      }
+    }
+    if (!DIRECT_OUT && lane == 0) ml_out[row] = vec2(m_run[h], l);
+  }
+}

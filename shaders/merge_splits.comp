@@ -1,0 +1,39 @@
+#version 450
+// Merges the KV splits of decode_split.comp: for each (sequence, query head) row,
+// o = sum_s w_s o_s / sum_s w_s with w_s = l_s * exp(m_s - max_s m_s). Splits that saw no key
+// (l_s == 0) weigh nothing; a row with no key at all yields zeros. Fixed order: deterministic.
+layout(local_size_x = 64) in;
+layout(constant_id = 0) const uint HEAD_DIM = 128;
+const uint QV = HEAD_DIM / 4;
+
+layout(push_constant) uniform Params {
+  uint rows;    // B * H
+  uint splits;
+} pc;
+
+layout(binding = 0, std430) readonly buffer Partial { vec4 partial[]; };  // [rows, splits, QV]
+layout(binding = 1, std430) readonly buffer RowStats { vec2 ml[]; };      // [rows, splits]
+layout(binding = 2, std430) writeonly buffer Out { vec4 o_out[]; };      // [rows, QV]
+
+void main() {
+  const uint row = gl_WorkGroupID.x;
+  float m = uintBitsToFloat(0xff800000u);
+  for (uint s = 0; s < pc.splits; ++s) {
+    const vec2 st = ml[row * pc.splits + s];
+    if (st.y > 0.0) m = max(m, st.x);
+  }
+  float total = 0.0;
+  for (uint s = 0; s < pc.splits; ++s) {
+    const vec2 st = ml[row * pc.splits + s];
+    if (st.y > 0.0) total += st.y * exp(st.x - m);
+  }
+  const float inv = total > 0.0 ? 1.0 / total : 0.0;
+  for (uint i = gl_LocalInvocationID.x; i < QV; i += gl_WorkGroupSize.x) {
+    vec4 o = vec4(0.0);
+    for (uint s = 0; s < pc.splits; ++s) {
+      const vec2 st = ml[row * pc.splits + s];
+      if (st.y > 0.0) o += (st.y * exp(st.x - m)) * partial[(row * pc.splits + s) * QV + i];
+    }
+    o_out[row * QV + i] = o * inv;
+  }
+}
