@@ -1,6 +1,348 @@
-// Placeholder: being written.
+// gqavk-run: grouped-query attention of .npy tensors on a Vulkan device.
+//
+//   gqavk-run --q Q.npy --k K.npy --v V.npy --out O.npy [--scale S] [--kv-dtype f32|f16]
+//             [--device D]
+//
+// Q is [B, H, Lq, D], K and V are [B, G, Lk, D] (PyTorch scaled_dot_product_attention layout),
+// float32 or float16, C order; O is float32 [B, H, Lq, D]. Only Lq == 1 (decode) runs today.
+// Exit status: 0 on success, 1 for bad input files or a failure of the device, 2 for bad flags.
+
+#include <charconv>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
-int main() {
-  std::fprintf(stderr, "not built yet\n");
-  return 1;
+#include <exception>
+#include <limits>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "gqavk/gqavk.hpp"
+#include "npy.hpp"
+
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+constexpr const char* kUsage =
+    "usage: gqavk-run --q Q.npy --k K.npy --v V.npy --out O.npy [--scale S]\n"
+    "                 [--kv-dtype f32|f16] [--device D]\n";
+
+constexpr const char* kHelp =
+    "\n"
+    "Runs grouped-query attention on a Vulkan device and writes the output as .npy.\n"
+    "\n"
+    "  --q Q.npy          queries [B, H, Lq, D], float32 or float16, C order\n"
+    "  --k K.npy          keys [B, G, Lk, D]; query head h reads KV head h / (H / G)\n"
+    "  --v V.npy          values [B, G, Lk, D], the same shape as K\n"
+    "  --out O.npy        output, float32 [B, H, Lq, D]\n"
+    "  --scale S          softmax scale, a finite number > 0 (default 1/sqrt(D))\n"
+    "  --kv-dtype T       KV cache storage, f32 or f16 (default f16 if K and V are float16,\n"
+    "                     else f32)\n"
+    "  --device D         Vulkan device index or name substring (default: GQAVK_DEVICE, else\n"
+    "                     the best device)\n"
+    "  --help             print this help and exit\n"
+    "\n"
+    "Only Lq == 1 (one decode step per sequence) is supported; multi-token (prefill) attention\n"
+    "is not supported yet. Flags take their value as the next argument or after '='.\n";
+
+// A bad command line: reported with the usage text and exit status 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Options {
+  std::string q_path;
+  std::string k_path;
+  std::string v_path;
+  std::string out_path;
+  std::optional<float> scale;
+  std::optional<gqavk::DType> kv_dtype;
+  std::string device;
+};
+
+enum class Action { run, help };
+
+float parse_scale(std::string_view text) {
+  double value = 0;
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  const auto [end, ec] = std::from_chars(first, last, value);
+  if (text.empty() || ec == std::errc::invalid_argument || end != last) {
+    throw UsageError("--scale '" + std::string(text) + "' is not a number (expected a finite " +
+                     "number > 0, e.g. 0.125)");
+  }
+  const auto scale = static_cast<float>(value);
+  // ec == result_out_of_range covers 1e999 and 1e-999; both end up non-finite or 0 as a float.
+  if (ec != std::errc() || !std::isfinite(value) || !std::isfinite(scale) || !(scale > 0)) {
+    throw UsageError("--scale " + std::string(text) +
+                     " is not valid (expected a finite number > 0 that fits a float)");
+  }
+  return scale;
+}
+
+gqavk::DType parse_kv_dtype(std::string_view text) {
+  if (text == "f32") return gqavk::DType::f32;
+  if (text == "f16") return gqavk::DType::f16;
+  throw UsageError("--kv-dtype '" + std::string(text) + "' is not valid (expected f32 or f16)");
+}
+
+// Parses argv into `options`. Each flag takes a value, as the next argument or after '='.
+Action parse_args(int argc, char** argv, Options& options) {
+  bool seen_q = false, seen_k = false, seen_v = false, seen_out = false;
+  bool seen_scale = false, seen_dtype = false, seen_device = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") return Action::help;
+    if (arg.size() < 3 || arg.substr(0, 2) != "--") {
+      throw UsageError("unexpected argument '" + std::string(arg) +
+                       "' (every input is given with a flag, e.g. --q Q.npy)");
+    }
+    const size_t eq = arg.find('=');
+    const std::string_view name = arg.substr(0, eq);
+
+    bool* seen = nullptr;
+    if (name == "--q") {
+      seen = &seen_q;
+    } else if (name == "--k") {
+      seen = &seen_k;
+    } else if (name == "--v") {
+      seen = &seen_v;
+    } else if (name == "--out") {
+      seen = &seen_out;
+    } else if (name == "--scale") {
+      seen = &seen_scale;
+    } else if (name == "--kv-dtype") {
+      seen = &seen_dtype;
+    } else if (name == "--device") {
+      seen = &seen_device;
+    } else {
+      throw UsageError("unknown flag '" + std::string(name) + "'");
+    }
+    if (*seen) throw UsageError(std::string(name) + " is given more than once");
+    *seen = true;
+
+    std::string_view value;
+    if (eq != std::string_view::npos) {
+      value = arg.substr(eq + 1);
+    } else if (i + 1 < argc && std::string_view(argv[i + 1]).substr(0, 2) != "--") {
+      value = argv[++i];
+    } else {
+      throw UsageError(std::string(name) + " needs a value");
+    }
+    // An empty --device means "the default", as in ContextOptions; every other flag needs text.
+    if (value.empty() && name != "--device") {
+      throw UsageError(std::string(name) + " needs a non-empty value");
+    }
+
+    if (name == "--q") {
+      options.q_path = value;
+    } else if (name == "--k") {
+      options.k_path = value;
+    } else if (name == "--v") {
+      options.v_path = value;
+    } else if (name == "--out") {
+      options.out_path = value;
+    } else if (name == "--scale") {
+      options.scale = parse_scale(value);
+    } else if (name == "--kv-dtype") {
+      options.kv_dtype = parse_kv_dtype(value);
+    } else {
+      options.device = value;
+    }
+  }
+  std::string missing;
+  for (const auto& [seen, flag] : {std::pair{seen_q, "--q"}, std::pair{seen_k, "--k"},
+                                   std::pair{seen_v, "--v"}, std::pair{seen_out, "--out"}}) {
+    if (!seen) missing += missing.empty() ? flag : std::string(", ") + flag;
+  }
+  if (!missing.empty()) throw UsageError("missing required flag(s): " + missing);
+  return Action::run;
+}
+
+// Formats a shape the way NumPy prints it: (1, 8, 10, 128).
+std::string shape_string(const std::vector<size_t>& shape) {
+  std::string out = "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += std::to_string(shape[i]);
+  }
+  if (shape.size() == 1) out += ",";
+  return out + ")";
+}
+
+[[noreturn]] void fail(const std::string& message) { throw std::runtime_error(message); }
+
+// The attention shape, checked to be consistent across Q, K and V.
+struct Shape {
+  uint32_t batch = 0, q_heads = 0, kv_heads = 0, q_len = 0, kv_len = 0, head_dim = 0;
+};
+
+Shape check_shapes(const Options& o, const gqavk::npy::Array& q, const gqavk::npy::Array& k,
+                   const gqavk::npy::Array& v) {
+  const auto has = [](const std::string& path, const gqavk::npy::Array& a) {
+    return path + " has shape " + shape_string(a.shape);
+  };
+  if (q.shape.size() != 4) fail(has(o.q_path, q) + " (expected rank 4: [B, H, Lq, D])");
+  if (k.shape.size() != 4) fail(has(o.k_path, k) + " (expected rank 4: [B, G, Lk, D])");
+  if (v.shape.size() != 4) fail(has(o.v_path, v) + " (expected rank 4: [B, G, Lk, D])");
+  if (k.shape != v.shape) {
+    fail(has(o.k_path, k) + " but " + o.v_path + " has " + shape_string(v.shape) +
+         " (expected equal shapes)");
+  }
+  const auto disagree = [&](const char* what, size_t qi, size_t ki) {
+    if (q.shape[qi] != k.shape[ki]) {
+      fail(has(o.q_path, q) + " but " + o.k_path + " has " + shape_string(k.shape) + " (" + what +
+           " differs: " + std::to_string(q.shape[qi]) + " vs " + std::to_string(k.shape[ki]) +
+           "; expected Q [B, H, Lq, D] and K, V [B, G, Lk, D])");
+    }
+  };
+  disagree("batch B", 0, 0);
+  disagree("head dim D", 3, 3);
+
+  const auto positive = [](const std::string& what, const std::string& path, size_t value,
+                           const std::string& expected) {
+    if (value == 0) fail(path + " has " + what + " = 0 (expected " + expected + ")");
+    if (value > std::numeric_limits<uint32_t>::max()) {
+      fail(path + " has " + what + " = " + std::to_string(value) + " (too large)");
+    }
+    return static_cast<uint32_t>(value);
+  };
+  Shape s;
+  s.batch = positive("batch B", o.q_path, q.shape[0], "at least 1 sequence");
+  s.q_heads = positive("query heads H", o.q_path, q.shape[1], "at least 1");
+  s.q_len = positive("query length Lq", o.q_path, q.shape[2], "1 query token per sequence");
+  s.head_dim = positive("head dim D", o.q_path, q.shape[3], "64, 80, 96, 112, 128, 192 or 256");
+  s.kv_heads = positive("KV heads G", o.k_path, k.shape[1], "at least 1");
+  s.kv_len = positive("key length Lk", o.k_path, k.shape[2], "at least 1 key per sequence");
+  if (s.q_heads % s.kv_heads != 0) {
+    fail(has(o.q_path, q) + " and " + o.k_path + " has " + shape_string(k.shape) +
+         ": query heads H = " + std::to_string(s.q_heads) + " is not a multiple of KV heads G = " +
+         std::to_string(s.kv_heads) + " (expected H % G == 0)");
+  }
+  if (s.q_len != 1) {
+    fail(has(o.q_path, q) + ": Lq = " + std::to_string(s.q_len) +
+         " query tokens per sequence; multi-token (prefill) attention is not supported yet, " +
+         "only Lq == 1 (decode) is");
+  }
+  return s;
+}
+
+// Rejects NaN and infinity, which would otherwise turn whole output rows into NaN, and values that
+// overflow f16 when the cache stores f16.
+void check_values(const std::string& path, const gqavk::npy::Array& a, bool to_f16) {
+  for (size_t i = 0; i < a.data.size(); ++i) {
+    const float x = a.data[i];
+    if (!std::isfinite(x)) {
+      fail(path + " holds " + std::to_string(x) + " at flat index " + std::to_string(i) +
+           " (expected finite values)");
+    }
+    if (to_f16 && (gqavk::float_to_half(x) & 0x7c00u) == 0x7c00u) {
+      fail(path + " holds " + std::to_string(x) + " at flat index " + std::to_string(i) +
+           ", which overflows the f16 KV cache (expected |x| < 65520; use --kv-dtype f32)");
+    }
+  }
+}
+
+std::string format_ms(double ns) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.3f ms", ns / 1e6);
+  return text;
+}
+
+int run(const Options& o) {
+  const gqavk::npy::Array q = gqavk::npy::load(o.q_path);
+  const gqavk::npy::Array k = gqavk::npy::load(o.k_path);
+  const gqavk::npy::Array v = gqavk::npy::load(o.v_path);
+  const Shape s = check_shapes(o, q, k, v);
+  const bool kv_files_f16 = k.dtype == gqavk::npy::Dtype::f16 && v.dtype == gqavk::npy::Dtype::f16;
+  const gqavk::DType kv_dtype =
+      o.kv_dtype.value_or(kv_files_f16 ? gqavk::DType::f16 : gqavk::DType::f32);
+  check_values(o.q_path, q, false);
+  check_values(o.k_path, k, kv_dtype == gqavk::DType::f16);
+  check_values(o.v_path, v, kv_dtype == gqavk::DType::f16);
+
+  gqavk::ContextOptions context_options;
+  context_options.device = o.device;
+  gqavk::Context context(context_options);
+
+  // The cache's errors (an unsupported head dim, a pool too large for the device) come from the
+  // shape of K and V: name those files.
+  const auto kv_error = [&](const gqavk::Error& e) {
+    return gqavk::Error(
+        e.code(),
+        o.k_path + " and " + o.v_path + " have shape " + shape_string(k.shape) + ": " + e.what(),
+        e.vk_result());
+  };
+  std::optional<gqavk::KvCache> cache;
+  try {
+    cache.emplace(context, gqavk::KvCacheDesc{s.batch, s.kv_heads, s.head_dim, s.kv_len, kv_dtype});
+    // One batch entry of [B, G, Lk, D] is the [G, Lk, D] slice KvCache::write takes.
+    const size_t per_seq = size_t{s.kv_heads} * s.kv_len * s.head_dim;
+    for (uint32_t b = 0; b < s.batch; ++b) {
+      cache->write(b, 0, s.kv_len, std::span(k.data).subspan(b * per_seq, per_seq),
+                   std::span(v.data).subspan(b * per_seq, per_seq));
+    }
+  } catch (const gqavk::Error& e) {
+    throw kv_error(e);
+  }
+
+  gqavk::DecodeDesc desc;
+  desc.q_heads = s.q_heads;
+  desc.scale = o.scale;
+  gqavk::DecodePlan plan(context, *cache, desc);
+  const std::vector<uint32_t> lengths(s.batch, s.kv_len);
+  // Q [B, H, 1, D] in C order is the [B, H, D] array the plan takes, and likewise for O.
+  std::vector<float> out = plan.run(q.data, lengths);
+  // A first run's GPU time can include the driver compiling the kernel at its first dispatch
+  // (lavapipe JIT-compiles then, seconds on a cold shader cache), so time a second, identical run.
+  const double first_gpu_ns = plan.last_gpu_ns();
+  plan.run(q.data, lengths, out);
+  gqavk::npy::save_f32(o.out_path, {s.batch, s.q_heads, 1, s.head_dim}, out);
+
+  const double scale = o.scale ? *o.scale : 1.0 / std::sqrt(static_cast<double>(s.head_dim));
+  const double gpu_ns = plan.last_gpu_ns();
+  const std::string gpu = gpu_ns > 0
+                              ? format_ms(gpu_ns) + " (first run " + format_ms(first_gpu_ns) + ")"
+                              : std::string("n/a (no timestamps)");
+  std::printf("gqavk-run: %s: B=%u H=%u G=%u Lk=%u D=%u kv=%s scale=%g splits=%u gpu=%s -> %s\n",
+              context.device().name.c_str(), s.batch, s.q_heads, s.kv_heads, s.kv_len, s.head_dim,
+              gqavk::to_string(kv_dtype), scale, plan.splits(), gpu.c_str(), o.out_path.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    Options options;
+    Action action;
+    try {
+      action = parse_args(argc, argv, options);
+    } catch (const UsageError& e) {
+      std::fprintf(stderr, "gqavk-run: %s\n%sRun 'gqavk-run --help' for details.\n", e.what(),
+                   kUsage);
+      return kExitUsage;
+    }
+    if (action == Action::help) {
+      std::fputs(kUsage, stdout);
+      std::fputs(kHelp, stdout);
+      return 0;
+    }
+    return run(options);
+  } catch (const gqavk::Error& e) {
+    std::fprintf(stderr, "gqavk-run: %s\n", e.what());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gqavk-run: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "gqavk-run: unknown error\n");
+  }
+  return kExitFailure;
 }
