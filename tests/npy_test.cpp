@@ -419,7 +419,9 @@ INSTANTIATE_TEST_SUITE_P(
         MalformedCase{"dimension_overflow",
                       f32_file(dict("<f4", "(123456789012345678901234567890,)"), 1),
                       "shape product overflow"}),
-    [](const ::testing::TestParamInfo<MalformedCase>& info) { return info.param.name; });
+    [](const ::testing::TestParamInfo<MalformedCase>& param_info) {
+      return param_info.param.name;
+    });
 
 }  // namespace
 }  // namespace gqavk::npy
