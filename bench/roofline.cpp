@@ -29,7 +29,8 @@ struct Roofline::Pipelines {
   TimestampQueries ts;
 };
 
-Roofline::Roofline(Context::Impl& ctx) : ctx_(ctx), p_(new Pipelines) {
+Roofline::Roofline(Context::Impl& ctx)
+    : ctx_(ctx), p_(std::make_unique<Pipelines>()), verbose_(std::getenv("GQAVK_BENCH_VERBOSE") != nullptr) {
   PipelineDesc d;
   d.push_constant_bytes = sizeof(ReadParams);
   d.spec_constants = {kLanes, 0};
@@ -55,7 +56,7 @@ Roofline::Roofline(Context::Impl& ctx) : ctx_(ctx), p_(new Pipelines) {
                             ctx.info.timestamp_valid_bits);
 }
 
-Roofline::~Roofline() { delete p_; }
+Roofline::~Roofline() = default;
 
 ReadResult Roofline::read_seconds(const Buffer& buffer, uint64_t bytes, int reps) {
   const uint64_t groups = bytes / (uint64_t{kTexelsPerGroup} * 16);
@@ -101,7 +102,7 @@ ReadResult Roofline::read_seconds(const Buffer& buffer, uint64_t bytes, int reps
       });
       const double s = p_->ts.elapsed_ns(0, 1) * 1e-9 * static_cast<double>(bytes) /
                        static_cast<double>(span);
-      if (std::getenv("EXP_ROOF")) std::fprintf(stderr, "%s %.3f ms\n", v.name, s * 1e3);
+      if (verbose_) std::fprintf(stderr, "roofline read %s: %.3f ms\n", v.name, s * 1e3);
       if (s < best.seconds) best = {s, v.name};
     }
   }

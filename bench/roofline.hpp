@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "buffer.hpp"
@@ -27,7 +28,8 @@ class Roofline {
  private:
   struct Pipelines;
   Context::Impl& ctx_;
-  Pipelines* p_;
+  std::unique_ptr<Pipelines> p_;
+  bool verbose_;  // GQAVK_BENCH_VERBOSE: print every read variant's time
 };
 
 }  // namespace gqavk::bench

@@ -79,13 +79,26 @@ uint64_t KvCache::bytes() const { return impl_->pool.bytes(); }
 
 namespace {
 
-// One contiguous run of rows to copy: `rows` rows of K or V starting at source row `src_row`.
+// Tokens [slot, slot + rows) of one head's K or V slab in one block, from source row src_row.
 struct Run {
   bool v;
   uint64_t src_row;
+  uint32_t slot;
   uint32_t rows;
-  uint64_t dst_offset;
+  uint64_t slab;  // byte offset of the slab
 };
+
+// Copies `count` values from src to dst as the cache's storage type.
+template <typename T>
+void store_values(const T* src, size_t count, DType dtype, uint8_t* dst) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (dtype == DType::f16) {
+      floats_to_halves({src, count}, {reinterpret_cast<uint16_t*>(dst), count});
+      return;
+    }
+  }
+  std::memcpy(dst, src, count * sizeof(T));
+}
 
 template <typename T>
 void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std::span<const T> k,
@@ -109,22 +122,24 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
         std::to_string(v.size()));
   }
 
-  // Runs: for each block the range touches, each head's K rows and V rows are contiguous.
+  // One run per (block, head, K or V) that the token range touches.
   std::vector<Run> runs;
   for (uint32_t t = first; t < first + n;) {
-    const uint32_t logical = t >> c.block_shift;
     const uint32_t slot = t & (d.block_tokens - 1);
     const uint32_t rows = std::min(first + n - t, d.block_tokens - slot);
-    const uint32_t block = seq * c.blocks_per_seq + logical;  // identity table
+    const uint32_t block = seq * c.blocks_per_seq + (t >> c.block_shift);  // identity table
     for (uint32_t g = 0; g < d.kv_heads; ++g) {
       for (bool is_v : {false, true}) {
-        runs.push_back({is_v, uint64_t{g} * n + (t - first), rows, c.row_offset(block, g, slot, is_v)});
+        runs.push_back({is_v, uint64_t{g} * n + (t - first), slot, rows, c.slab_offset(block, g, is_v)});
       }
     }
     t += rows;
   }
 
-  // Pack runs into staging (converting f32 to the storage type) and copy in batches.
+  // Pack runs into staging in the slab's layout and copy them in batches.
+  const uint64_t texel_bytes = 16;
+  const uint32_t row_texels = static_cast<uint32_t>(c.row_bytes / texel_bytes);
+  const size_t texel_values = texel_bytes / dtype_bytes(d.dtype);
   Buffer& stage = c.ctx->staging_for(2 * want * dtype_bytes(d.dtype));
   auto* base = static_cast<uint8_t*>(stage.mapped());
   std::vector<VkBufferCopy> regions;
@@ -139,28 +154,31 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
     used = 0;
   };
   for (const Run& r : runs) {
-    for (uint32_t done = 0; done < r.rows;) {
-      uint64_t fit = (stage.bytes() - used) / c.row_bytes;
-      if (fit == 0) {
-        flush();
-        fit = stage.bytes() / c.row_bytes;
-      }
-      const uint32_t rows = static_cast<uint32_t>(std::min<uint64_t>(r.rows - done, fit));
-      const T* src = (r.v ? v.data() : k.data()) + (r.src_row + done) * d.head_dim;
-      const size_t count = size_t{rows} * d.head_dim;
-      if constexpr (std::is_same_v<T, float>) {
-        if (d.dtype == DType::f16) {
-          floats_to_halves({src, count}, {reinterpret_cast<uint16_t*>(base + used), count});
-        } else {
-          std::memcpy(base + used, src, count * sizeof(float));
+    const uint64_t bytes = r.rows * c.row_bytes;  // one run fits: staging holds >= one block
+    if (used + bytes > stage.bytes()) flush();
+    const T* src = (r.v ? v.data() : k.data()) + r.src_row * d.head_dim;
+    if (r.v) {
+      store_values(src, size_t{r.rows} * d.head_dim, d.dtype, base + used);
+      regions.push_back({used, r.slab + r.slot * c.row_bytes, bytes});
+    } else {
+      // Transpose to texel-column-major: staging holds [texel c][row] for the run's rows.
+      for (uint32_t row = 0; row < r.rows; ++row) {
+        for (uint32_t t = 0; t < row_texels; ++t) {
+          store_values(src + size_t{row} * d.head_dim + t * texel_values, texel_values, d.dtype,
+                       base + used + (uint64_t{t} * r.rows + row) * texel_bytes);
         }
-      } else {
-        std::memcpy(base + used, src, count * sizeof(uint16_t));
       }
-      regions.push_back({used, r.dst_offset + done * c.row_bytes, rows * c.row_bytes});
-      used += rows * c.row_bytes;
-      done += rows;
+      if (r.rows == d.block_tokens) {
+        regions.push_back({used, r.slab, bytes});
+      } else {
+        for (uint32_t t = 0; t < row_texels; ++t) {
+          regions.push_back({used + uint64_t{t} * r.rows * texel_bytes,
+                             r.slab + (uint64_t{t} * d.block_tokens + r.slot) * texel_bytes,
+                             r.rows * texel_bytes});
+        }
+      }
     }
+    used += bytes;
   }
   flush();
 }

@@ -20,10 +20,12 @@ struct KvCache::Impl {
   std::optional<TexelView> texel_view;  // when the pool fits maxTexelBufferElements
   Buffer block_table;                   // [batch, blocks_per_seq] physical block ids
 
-  // Byte offset of token `t` of KV head g in physical block `block`; v selects V over K.
-  uint64_t row_offset(uint32_t block, uint32_t g, uint32_t t, bool v) const {
-    return block * block_bytes + ((uint64_t{v} * desc.kv_heads + g) * desc.block_tokens + t) *
-                                     row_bytes;
+  // A block holds, for each KV head g, a K slab then (after all heads' K) a V slab, each P tokens x
+  // D values. A V slab is row-major: token t's row at t * row_bytes. A K slab is texel-column-major:
+  // the 16-byte texel c of token t sits at (c * P + t) * 16, so a kernel lane per key reads
+  // consecutive texels across lanes.
+  uint64_t slab_offset(uint32_t block, uint32_t g, bool v) const {
+    return block * block_bytes + (uint64_t{v} * desc.kv_heads + g) * desc.block_tokens * row_bytes;
   }
 };
 

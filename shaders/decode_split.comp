@@ -110,7 +110,6 @@ void main() {
 
   const uint table_row = b * pc.blocks_per_seq;
   const uint block_mask = (1u << BLOCK_SHIFT) - 1u;
-  const uint v_offset = pc.kv_heads << BLOCK_SHIFT;  // rows from a K row to its V row
 
   float m_run[HEADS];
   float l_run[HEADS];  // this lane's share of the softmax denominator
@@ -123,18 +122,23 @@ void main() {
 
   for (uint tile = k_begin; tile < k_end; tile += TILE) {
     // 1. Scores for this lane's keys. Keys past k_end read the last valid row and are masked.
+    // K is stored texel-column-major within a block (texel c of slot t at c * P + t), so lanes
+    // holding consecutive keys read consecutive texels.
     float s[KEYS_PER_LANE * HEADS];
-    uint k_row[KEYS_PER_LANE];
+    uint k_at[KEYS_PER_LANE];  // texel 0 of this lane's key r
+    uint v_row[KEYS_PER_LANE];  // first texel of its V row
     [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
       const uint j = min(tile + r * LANES + lane, k_end - 1);
       const uint block = block_table[table_row + (j >> BLOCK_SHIFT)];
-      k_row[r] = (((block * 2u * pc.kv_heads + g) << BLOCK_SHIFT) | (j & block_mask)) * ROW;
+      const uint slot = j & block_mask;
+      k_at[r] = ((block * 2u * pc.kv_heads + g) << BLOCK_SHIFT) * ROW + slot;
+      v_row[r] = (((block * 2u * pc.kv_heads + pc.kv_heads + g) << BLOCK_SHIFT) + slot) * ROW;
       [[unroll]] for (uint h = 0; h < HEADS; ++h) s[r * HEADS + h] = 0.0;
     }
-    [[unroll]] for (uint c = 0; c < ROW; ++c) {
-      [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
+    [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
+      [[unroll]] for (uint c = 0; c < ROW; ++c) {
         vec4 lo, hi;
-        unpack(kv_texel(k_row[r] + c), lo, hi);
+        unpack(kv_texel(k_at[r] + (c << BLOCK_SHIFT)), lo, hi);
         [[unroll]] for (uint h = 0; h < HEADS; ++h) {
           float d = dot(q[h * QV + c * HALVES], lo);
           if (KV_F16) d += dot(q[h * QV + c * HALVES + 1], hi);
@@ -164,7 +168,7 @@ void main() {
     }
 #if !GQAVK_SUBGROUP_OPS
     [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
-      row_sh[r * LANES + lane] = k_row[r] + v_offset * ROW;
+      row_sh[r * LANES + lane] = v_row[r];
       [[unroll]] for (uint h = 0; h < HEADS; ++h) p_sh[(r * LANES + lane) * HEADS + h] = s[r * HEADS + h];
     }
     barrier();
@@ -177,9 +181,9 @@ void main() {
     [[unroll]] for (uint i = 0; i < TILE; ++i) {
 #if GQAVK_SUBGROUP_OPS
       const uint owner = i % LANES;
-      const uint v_row = subgroupBroadcast(k_row[i / LANES], owner) + v_offset * ROW;
+      const uint row = subgroupBroadcast(v_row[i / LANES], owner);
 #else
-      const uint v_row = row_sh[i];
+      const uint row = row_sh[i];
 #endif
       float p[HEADS];
       [[unroll]] for (uint h = 0; h < HEADS; ++h) {
@@ -191,7 +195,7 @@ void main() {
       }
       [[unroll]] for (uint u = 0; u < CHUNKS; ++u) {
         vec4 lo, hi;
-        unpack(kv_texel(v_row + min(lane + u * LANES, ROW - 1)), lo, hi);
+        unpack(kv_texel(row + min(lane + u * LANES, ROW - 1)), lo, hi);
         [[unroll]] for (uint h = 0; h < HEADS; ++h) {
           acc[(h * CHUNKS + u) * 2] += p[h] * lo;
           if (KV_F16) acc[(h * CHUNKS + u) * 2 + 1] += p[h] * hi;
