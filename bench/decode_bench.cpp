@@ -98,7 +98,7 @@ void run_decode(benchmark::State& state, Case c) {
   try {
     for (uint32_t i = 0; i < copies; ++i) {
       caches.push_back(std::make_unique<KvCache>(
-          ctx, KvCacheDesc{c.batch, c.kv_heads, kHeadDim, c.len, c.dtype, 16}));
+          ctx, KvCacheDesc{c.batch, c.kv_heads, kHeadDim, c.len, c.dtype}));
       for (uint32_t b = 0; b < c.batch; ++b) caches.back()->write(b, 0, c.len, k, v);
       plans.push_back(std::make_unique<DecodePlan>(ctx, *caches.back(), DecodeDesc{kHeads}));
     }

@@ -38,6 +38,7 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
   c.ctx = &context.impl();
   c.desc = desc;
   while ((1u << c.block_shift) < desc.block_tokens) ++c.block_shift;
+  c.group_shift = std::min(3u, c.block_shift);
   c.blocks_per_seq = (desc.capacity_tokens + desc.block_tokens - 1) / desc.block_tokens;
   c.row_bytes = uint64_t{desc.head_dim} * dtype_bytes(desc.dtype);
   c.block_bytes = 2ull * desc.kv_heads * desc.block_tokens * c.row_bytes;
@@ -161,21 +162,31 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
       store_values(src, size_t{r.rows} * d.head_dim, d.dtype, base + used);
       regions.push_back({used, r.slab + r.slot * c.row_bytes, bytes});
     } else {
-      // Transpose to texel-column-major: staging holds [texel c][row] for the run's rows.
-      for (uint32_t row = 0; row < r.rows; ++row) {
+      // K: per token group, texel-column-major (see kv_cache_impl.hpp). Staging mirrors the slab.
+      const uint32_t group = 1u << c.group_shift;
+      uint64_t at = used;
+      for (uint32_t t0 = r.slot; t0 < r.slot + r.rows;) {
+        const uint32_t first_in_group = t0 & (group - 1);
+        const uint32_t n_in = std::min(r.slot + r.rows - t0, group - first_in_group);
+        const uint64_t group_at = r.slab + uint64_t{t0 >> c.group_shift} * row_texels * group *
+                                               texel_bytes;
         for (uint32_t t = 0; t < row_texels; ++t) {
-          store_values(src + size_t{row} * d.head_dim + t * texel_values, texel_values, d.dtype,
-                       base + used + (uint64_t{t} * r.rows + row) * texel_bytes);
+          for (uint32_t i = 0; i < n_in; ++i) {
+            store_values(src + size_t{t0 - r.slot + i} * d.head_dim + t * texel_values,
+                         texel_values, d.dtype, base + at + (uint64_t{t} * n_in + i) * texel_bytes);
+          }
         }
-      }
-      if (r.rows == d.block_tokens) {
-        regions.push_back({used, r.slab, bytes});
-      } else {
-        for (uint32_t t = 0; t < row_texels; ++t) {
-          regions.push_back({used + uint64_t{t} * r.rows * texel_bytes,
-                             r.slab + (uint64_t{t} * d.block_tokens + r.slot) * texel_bytes,
-                             r.rows * texel_bytes});
+        if (n_in == group) {  // whole group: one contiguous copy
+          regions.push_back({at, group_at, uint64_t{row_texels} * group * texel_bytes});
+        } else {
+          for (uint32_t t = 0; t < row_texels; ++t) {
+            regions.push_back({at + uint64_t{t} * n_in * texel_bytes,
+                               group_at + (uint64_t{t} * group + first_in_group) * texel_bytes,
+                               n_in * texel_bytes});
+          }
         }
+        at += uint64_t{row_texels} * n_in * texel_bytes;
+        t0 += n_in;
       }
     }
     used += bytes;

@@ -37,6 +37,7 @@ const uint ROW = HEAD_DIM / VALS;  // texels per K or V row
 const uint QV = HEAD_DIM / 4;      // vec4s per query row
 const uint TILE = LANES * KEYS_PER_LANE;
 const uint CHUNKS = (ROW + LANES - 1) / LANES;  // V texels per lane
+const uint GROUP_SHIFT = BLOCK_SHIFT < 3u ? BLOCK_SHIFT : 3u;  // log2 of the K token group
 
 layout(push_constant) uniform Params {
   uint q_heads;         // H
@@ -122,8 +123,9 @@ void main() {
 
   for (uint tile = k_begin; tile < k_end; tile += TILE) {
     // 1. Scores for this lane's keys. Keys past k_end read the last valid row and are masked.
-    // K is stored texel-column-major within a block (texel c of slot t at c * P + t), so lanes
-    // holding consecutive keys read consecutive texels.
+    // K is stored in groups of KG = min(8, P) tokens, texel-column-major within a group (texel c
+    // of slot t at ((t / KG) * ROW + c) * KG + t % KG): lanes holding consecutive keys read
+    // consecutive texels, and a lane-vector's walk over c streams through memory.
     float s[KEYS_PER_LANE * HEADS];
     uint k_at[KEYS_PER_LANE];  // texel 0 of this lane's key r
     uint v_row[KEYS_PER_LANE];  // first texel of its V row
@@ -131,14 +133,15 @@ void main() {
       const uint j = min(tile + r * LANES + lane, k_end - 1);
       const uint block = block_table[table_row + (j >> BLOCK_SHIFT)];
       const uint slot = j & block_mask;
-      k_at[r] = ((block * 2u * pc.kv_heads + g) << BLOCK_SHIFT) * ROW + slot;
+      k_at[r] = ((block * 2u * pc.kv_heads + g) << BLOCK_SHIFT) * ROW +
+                ((slot >> GROUP_SHIFT) * ROW << GROUP_SHIFT) + (slot & ((1u << GROUP_SHIFT) - 1u));
       v_row[r] = (((block * 2u * pc.kv_heads + pc.kv_heads + g) << BLOCK_SHIFT) + slot) * ROW;
       [[unroll]] for (uint h = 0; h < HEADS; ++h) s[r * HEADS + h] = 0.0;
     }
     [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
       [[unroll]] for (uint c = 0; c < ROW; ++c) {
         vec4 lo, hi;
-        unpack(kv_texel(k_at[r] + (c << BLOCK_SHIFT)), lo, hi);
+        unpack(kv_texel(k_at[r] + (c << GROUP_SHIFT)), lo, hi);
         [[unroll]] for (uint h = 0; h < HEADS; ++h) {
           float d = dot(q[h * QV + c * HALVES], lo);
           if (KV_F16) d += dot(q[h * QV + c * HALVES + 1], hi);

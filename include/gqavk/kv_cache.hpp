@@ -17,7 +17,9 @@ struct KvCacheDesc {
   uint32_t head_dim = 128;        // D, one of 64, 80, 96, 112, 128, 192, 256
   uint32_t capacity_tokens = 0;   // tokens each sequence can hold
   DType dtype = DType::f16;       // storage type of K and V
-  uint32_t block_tokens = 16;     // P, tokens per block: a power of two from 1 to 256
+  // P, tokens per block: a power of two from 1 to 256. Large blocks stream best (a workgroup reads
+  // a head's K or V slab of P * D values contiguously); small ones waste less when paging.
+  uint32_t block_tokens = 256;
 };
 
 // One pool of blocks; each block holds P tokens of K for every KV head, then the same of V. Each
