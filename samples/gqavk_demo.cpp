@@ -3,6 +3,7 @@
 // appends one token per layer and runs the layer's DecodePlan over the grown context. Prints the
 // device, the KV-cache size against MHA, tokens per second, and the error of one step against a
 // float64 CPU reference.
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
