@@ -1,6 +1,7 @@
 // gqavk-bench: decode attention against the streaming-read and FMA roofline of the same device.
 // Each benchmark reports GPU time from timestamp queries as manual time, bytes_per_second for the
-// K and V bytes read, and vs_roofline = time / max(read time, FMA time) for the same bytes and FLOPs.
+// K and V bytes read, and vs_roofline = time / max(read time, FMA time) for the same bytes and
+// FLOPs.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -60,8 +61,7 @@ double check_first_sequence(const Case& c, const std::vector<float>& q,
     for (uint32_t j = 0; j < c.len; ++j) {
       double dot = 0;
       for (uint32_t d = 0; d < kHeadDim; ++d) {
-        dot += double{q[h * kHeadDim + d]} *
-               double{kv_k[(size_t{g} * c.len + j) * kHeadDim + d]};
+        dot += double{q[h * kHeadDim + d]} * double{kv_k[(size_t{g} * c.len + j) * kHeadDim + d]};
       }
       s[j] = dot / std::sqrt(double{kHeadDim});
       m = std::max(m, s[j]);
@@ -81,8 +81,7 @@ double check_first_sequence(const Case& c, const std::vector<float>& q,
 
 void run_decode(benchmark::State& state, Case c) {
   Context& ctx = context();
-  const uint64_t kv_bytes =
-      2ull * c.batch * c.kv_heads * c.len * kHeadDim * dtype_bytes(c.dtype);
+  const uint64_t kv_bytes = 2ull * c.batch * c.kv_heads * c.len * kHeadDim * dtype_bytes(c.dtype);
   const double flops = 4.0 * kHeads * c.len * kHeadDim * c.batch;
   const uint32_t copies = static_cast<uint32_t>(
       std::clamp<uint64_t>((kColdBytes + kv_bytes - 1) / kv_bytes, 1, kMaxCopies));
@@ -151,9 +150,9 @@ void register_all() {
     for (uint32_t g : {32u, 8u, 1u}) {
       for (uint32_t len : {512u, 4096u, 16384u}) {
         for (uint32_t b : {1u, 8u}) {
-          const std::string name = std::string("decode_") + to_string(dt) + "/H:32/G:" +
-                                   std::to_string(g) + "/D:128/L:" + std::to_string(len) +
-                                   "/B:" + std::to_string(b);
+          const std::string name = std::string("decode_") + to_string(dt) +
+                                   "/H:32/G:" + std::to_string(g) +
+                                   "/D:128/L:" + std::to_string(len) + "/B:" + std::to_string(b);
           benchmark::RegisterBenchmark(name.c_str(), run_decode, Case{dt, g, len, b})
               ->UseManualTime()
               ->Unit(benchmark::kMillisecond)

@@ -30,7 +30,9 @@ struct Roofline::Pipelines {
 };
 
 Roofline::Roofline(Context::Impl& ctx)
-    : ctx_(ctx), p_(std::make_unique<Pipelines>()), verbose_(std::getenv("GQAVK_BENCH_VERBOSE") != nullptr) {
+    : ctx_(ctx),
+      p_(std::make_unique<Pipelines>()),
+      verbose_(std::getenv("GQAVK_BENCH_VERBOSE") != nullptr) {
   PipelineDesc d;
   d.push_constant_bytes = sizeof(ReadParams);
   d.spec_constants = {kLanes, 0};
@@ -51,9 +53,10 @@ Roofline::Roofline(Context::Impl& ctx)
   f.push_constant_bytes = 8;
   f.spec_constants = {kLanes};
   p_->fma = ctx.make_pipeline(f);
-  p_->sink = ctx.make_buffer(BufferKind::device_local, uint64_t{kMaxReadGroups} * kLanes * 4, "sink");
-  p_->ts = TimestampQueries(ctx.device, 2, ctx.info.timestamp_period_ns,
-                            ctx.info.timestamp_valid_bits);
+  p_->sink =
+      ctx.make_buffer(BufferKind::device_local, uint64_t{kMaxReadGroups} * kLanes * 4, "sink");
+  p_->ts =
+      TimestampQueries(ctx.device, 2, ctx.info.timestamp_period_ns, ctx.info.timestamp_valid_bits);
 }
 
 Roofline::~Roofline() = default;
@@ -90,18 +93,13 @@ ReadResult Roofline::read_seconds(const Buffer& buffer, uint64_t bytes, int reps
     for (int r = 0; r < reps; ++r) {
       ctx_.submit([&](VkCommandBuffer cmd) {
         p_->ts.reset(cmd);
-        vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, v.pipe->handle());
-        VkDescriptorSet s = set.handle();
-        vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, v.pipe->layout(), 0, 1, &s,
-                                0, nullptr);
-        vkCmdPushConstants(cmd, v.pipe->layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(params),
-                           &params);
         p_->ts.write(cmd, 0);
-        vkCmdDispatch(cmd, static_cast<uint32_t>(groups), 1, 1);
+        record_dispatch(cmd, *v.pipe, set.handle(), push_bytes(params),
+                        static_cast<uint32_t>(groups));
         p_->ts.write(cmd, 1);
       });
-      const double s = p_->ts.elapsed_ns(0, 1) * 1e-9 * static_cast<double>(bytes) /
-                       static_cast<double>(span);
+      const double s =
+          p_->ts.elapsed_ns(0, 1) * 1e-9 * static_cast<double>(bytes) / static_cast<double>(span);
       if (verbose_) std::fprintf(stderr, "roofline read %s: %.3f ms\n", v.name, s * 1e3);
       if (s < best.seconds) best = {s, v.name};
     }
@@ -119,14 +117,8 @@ double Roofline::fma_flops_per_second(int reps) {
   for (int r = 0; r < reps; ++r) {
     ctx_.submit([&](VkCommandBuffer cmd) {
       p_->ts.reset(cmd);
-      vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p_->fma.handle());
-      VkDescriptorSet s = set.handle();
-      vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p_->fma.layout(), 0, 1, &s, 0,
-                              nullptr);
-      vkCmdPushConstants(cmd, p_->fma.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(params),
-                         &params);
       p_->ts.write(cmd, 0);
-      vkCmdDispatch(cmd, kFmaGroups, 1, 1);
+      record_dispatch(cmd, p_->fma, set.handle(), push_bytes(params), kFmaGroups);
       p_->ts.write(cmd, 1);
     });
     const double flops = double{kFmaGroups} * kLanes * kFmaIterations * 64.0;

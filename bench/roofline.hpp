@@ -12,8 +12,8 @@
 namespace gqavk::bench {
 
 struct ReadResult {
-  double seconds = 0;       // fastest of the read variants
-  std::string variant;      // which one: texel, storage-strided, storage-runs
+  double seconds = 0;   // fastest of the read variants
+  std::string variant;  // which one: texel, storage-strided, storage-runs
 };
 
 class Roofline {

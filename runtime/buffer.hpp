@@ -8,7 +8,6 @@
 
 namespace gqavk {
 
-
 enum class BufferKind {
   device_local,  // storage the kernels read and write; never mapped
   staging,       // host-visible, coherent, persistently mapped: upload and download
@@ -18,8 +17,7 @@ class Buffer {
  public:
   Buffer() = default;
   // Allocates `bytes` (> 0) of `kind`; usage gets storage, texel and transfer bits as fits.
-  Buffer(VkPhysicalDevice phys, VkDevice device, BufferKind kind, uint64_t bytes,
-         const char* what);
+  Buffer(VkPhysicalDevice phys, VkDevice device, BufferKind kind, uint64_t bytes, const char* what);
   ~Buffer();
   Buffer(Buffer&& o) noexcept;
   Buffer& operator=(Buffer&& o) noexcept;

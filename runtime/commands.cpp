@@ -129,11 +129,12 @@ void TimestampQueries::write(VkCommandBuffer cmd, uint32_t index) const {
 double TimestampQueries::elapsed_ns(uint32_t begin, uint32_t end) const {
   if (pool_ == VK_NULL_HANDLE) return 0;
   uint64_t t[2] = {0, 0};
-  vk_check(vkGetQueryPoolResults(device_, pool_, begin, 1, sizeof(uint64_t), &t[0],
-                                 sizeof(uint64_t), VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
-           "vkGetQueryPoolResults");
-  vk_check(vkGetQueryPoolResults(device_, pool_, end, 1, sizeof(uint64_t), &t[1],
-                                 sizeof(uint64_t), VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
+  vk_check(
+      vkGetQueryPoolResults(device_, pool_, begin, 1, sizeof(uint64_t), &t[0], sizeof(uint64_t),
+                            VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
+      "vkGetQueryPoolResults");
+  vk_check(vkGetQueryPoolResults(device_, pool_, end, 1, sizeof(uint64_t), &t[1], sizeof(uint64_t),
+                                 VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
            "vkGetQueryPoolResults");
   return static_cast<double>((t[1] - t[0]) & mask_) * period_ns_;
 }

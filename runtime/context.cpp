@@ -1,3 +1,5 @@
+#include "gqavk/context.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
@@ -7,7 +9,6 @@
 #include <vector>
 
 #include "context_impl.hpp"
-#include "gqavk/context.hpp"
 #include "vk_util.hpp"
 
 namespace gqavk {
@@ -21,8 +22,9 @@ bool layer_available(const char* name) {
   vkEnumerateInstanceLayerProperties(&n, nullptr);
   std::vector<VkLayerProperties> layers(n);
   vkEnumerateInstanceLayerProperties(&n, layers.data());
-  return std::any_of(layers.begin(), layers.end(),
-                     [&](const VkLayerProperties& l) { return std::strcmp(l.layerName, name) == 0; });
+  return std::any_of(layers.begin(), layers.end(), [&](const VkLayerProperties& l) {
+    return std::strcmp(l.layerName, name) == 0;
+  });
 }
 
 bool instance_extension_available(const char* name) {
@@ -131,11 +133,16 @@ std::vector<Candidate> usable_devices(VkInstance instance) {
 
 int type_rank(DeviceType t) {
   switch (t) {
-    case DeviceType::discrete: return 4;
-    case DeviceType::integrated: return 3;
-    case DeviceType::virtual_gpu: return 2;
-    case DeviceType::cpu: return 1;
-    default: return 0;
+    case DeviceType::discrete:
+      return 4;
+    case DeviceType::integrated:
+      return 3;
+    case DeviceType::virtual_gpu:
+      return 2;
+    case DeviceType::cpu:
+      return 1;
+    default:
+      return 0;
   }
 }
 
@@ -170,7 +177,8 @@ const Candidate& choose(const std::vector<Candidate>& devs, const std::string& s
   }
   throw Error(ErrorCode::no_device, "device '" + selector +
                                         "' matches no Vulkan device (expected an index or a "
-                                        "name substring of: " + names + ")");
+                                        "name substring of: " +
+                                        names + ")");
 }
 
 // Runs probe_subgroup.comp with `lanes` invocations; true when they form one correct subgroup.
@@ -192,11 +200,7 @@ bool probe_lanes(Context::Impl& impl, uint32_t lanes, bool sized, uint32_t* seen
     vkCmdFillBuffer(cmd, result.handle(), 0, bytes, 0);
     memory_barrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT);
-    vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe.handle());
-    VkDescriptorSet s = set.handle();
-    vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe.layout(), 0, 1, &s, 0,
-                            nullptr);
-    vkCmdDispatch(cmd, 1, 1, 1);
+    record_dispatch(cmd, pipe, set.handle(), {}, 1);
   });
   std::vector<uint32_t> r(lanes * 4);
   impl.download(result, 0, r.data(), bytes);
@@ -322,14 +326,16 @@ Context::Context(const ContextOptions& options) : impl_(std::make_unique<Impl>()
   if (debug_utils) {
     auto create = reinterpret_cast<PFN_vkCreateDebugUtilsMessengerEXT>(
         vkGetInstanceProcAddr(c.instance, "vkCreateDebugUtilsMessengerEXT"));
-    VkDebugUtilsMessengerCreateInfoEXT info{VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT};
+    VkDebugUtilsMessengerCreateInfoEXT info{
+        VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT};
     info.messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT |
                            VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT;
     info.messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT |
                        VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT;
     info.pfnUserCallback = on_debug_message;
     info.pUserData = &c;
-    if (create) vk_check(create(c.instance, &info, nullptr, &c.messenger), "creating the messenger");
+    if (create)
+      vk_check(create(c.instance, &info, nullptr, &c.messenger), "creating the messenger");
   }
 
   std::string selector = options.device;

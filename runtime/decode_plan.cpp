@@ -55,8 +55,8 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
   p.scale = desc.scale ? *desc.scale : 1.0f / std::sqrt(static_cast<float>(kv.head_dim));
 
   const DeviceInfo& dev = p.ctx->info;
-  DecodeShape shape{kv.batch, desc.q_heads, kv.kv_heads, kv.head_dim, kv.dtype,
-                    kv.capacity_tokens, p.cache->pool.bytes()};
+  DecodeShape shape{kv.batch, desc.q_heads,       kv.kv_heads,          kv.head_dim,
+                    kv.dtype, kv.capacity_tokens, p.cache->pool.bytes()};
   p.tuning = choose_decode_tuning(dev, shape, desc.max_splits, overrides_from_env());
   const DecodeTuning& t = p.tuning;
   if (t.load_path == LoadPath::texel && !p.cache->texel_view) {
@@ -78,8 +78,10 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
   pd.shader = variant;
   pd.bindings = {t.load_path == LoadPath::texel ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER
                                                 : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                  VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
   pd.push_constant_bytes = sizeof(DecodeParams);
   pd.spec_constants = {t.lanes,
@@ -129,8 +131,8 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
     p.merge_set = DescriptorSet(p.ctx->device, *p.merge,
                                 {{p.partial.handle()}, {p.stats.handle()}, {p.out.handle()}});
   }
-  p.timestamps = TimestampQueries(p.ctx->device, 2, dev.timestamp_period_ns,
-                                  dev.timestamp_valid_bits);
+  p.timestamps =
+      TimestampQueries(p.ctx->device, 2, dev.timestamp_period_ns, dev.timestamp_valid_bits);
 }
 
 DecodePlan::~DecodePlan() = default;
@@ -151,21 +153,12 @@ void DecodePlan::Impl::record_attention(VkCommandBuffer cmd) const {
                             cache->blocks_per_seq,
                             scale,
                             0};
-  VkDescriptorSet set = decode_set.handle();
-  vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, decode->handle());
-  vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, decode->layout(), 0, 1, &set, 0,
-                          nullptr);
-  vkCmdPushConstants(cmd, decode->layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(params), &params);
-  vkCmdDispatch(cmd, tuning.max_splits, kv_heads * tuning.head_chunks, batch);
+  record_dispatch(cmd, *decode, decode_set.handle(), push_bytes(params), tuning.max_splits,
+                  kv_heads * tuning.head_chunks, batch);
   if (tuning.max_splits > 1) {
     compute_barrier(cmd);
     const MergeParams mp{batch * q_heads, tuning.max_splits};
-    VkDescriptorSet ms = merge_set.handle();
-    vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, merge->handle());
-    vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, merge->layout(), 0, 1, &ms, 0,
-                            nullptr);
-    vkCmdPushConstants(cmd, merge->layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(mp), &mp);
-    vkCmdDispatch(cmd, batch * q_heads, 1, 1);
+    record_dispatch(cmd, *merge, merge_set.handle(), push_bytes(mp), batch * q_heads);
   }
   timestamps.write(cmd, 1);
 }

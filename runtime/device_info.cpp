@@ -1,3 +1,5 @@
+#include "gqavk/device_info.hpp"
+
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -5,31 +7,43 @@
 #include <vector>
 
 #include "context_impl.hpp"
-#include "gqavk/device_info.hpp"
 
 namespace gqavk {
 
 const char* to_string(Vendor v) noexcept {
   switch (v) {
-    case Vendor::amd: return "AMD";
-    case Vendor::intel: return "Intel";
-    case Vendor::nvidia: return "NVIDIA";
-    case Vendor::apple: return "Apple";
-    case Vendor::arm: return "Arm";
-    case Vendor::qualcomm: return "Qualcomm";
-    case Vendor::mesa_cpu: return "Mesa (CPU)";
-    case Vendor::other: return "other";
+    case Vendor::amd:
+      return "AMD";
+    case Vendor::intel:
+      return "Intel";
+    case Vendor::nvidia:
+      return "NVIDIA";
+    case Vendor::apple:
+      return "Apple";
+    case Vendor::arm:
+      return "Arm";
+    case Vendor::qualcomm:
+      return "Qualcomm";
+    case Vendor::mesa_cpu:
+      return "Mesa (CPU)";
+    case Vendor::other:
+      return "other";
   }
   return "other";
 }
 
 const char* to_string(DeviceType t) noexcept {
   switch (t) {
-    case DeviceType::discrete: return "discrete GPU";
-    case DeviceType::integrated: return "integrated GPU";
-    case DeviceType::virtual_gpu: return "virtual GPU";
-    case DeviceType::cpu: return "CPU";
-    case DeviceType::other: return "other";
+    case DeviceType::discrete:
+      return "discrete GPU";
+    case DeviceType::integrated:
+      return "integrated GPU";
+    case DeviceType::virtual_gpu:
+      return "virtual GPU";
+    case DeviceType::cpu:
+      return "CPU";
+    case DeviceType::other:
+      return "other";
   }
   return "other";
 }
@@ -61,23 +75,35 @@ bool has_extension(VkPhysicalDevice phys, const char* name) {
 Vendor vendor_of(uint32_t vendor_id, VkDriverId driver) {
   if (driver == VK_DRIVER_ID_MESA_LLVMPIPE) return Vendor::mesa_cpu;
   switch (vendor_id) {
-    case 0x1002: return Vendor::amd;
-    case 0x8086: return Vendor::intel;
-    case 0x10DE: return Vendor::nvidia;
-    case 0x106B: return Vendor::apple;
-    case 0x13B5: return Vendor::arm;
-    case 0x5143: return Vendor::qualcomm;
-    default: return Vendor::other;
+    case 0x1002:
+      return Vendor::amd;
+    case 0x8086:
+      return Vendor::intel;
+    case 0x10DE:
+      return Vendor::nvidia;
+    case 0x106B:
+      return Vendor::apple;
+    case 0x13B5:
+      return Vendor::arm;
+    case 0x5143:
+      return Vendor::qualcomm;
+    default:
+      return Vendor::other;
   }
 }
 
 DeviceType type_of(VkPhysicalDeviceType t) {
   switch (t) {
-    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return DeviceType::discrete;
-    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return DeviceType::integrated;
-    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return DeviceType::virtual_gpu;
-    case VK_PHYSICAL_DEVICE_TYPE_CPU: return DeviceType::cpu;
-    default: return DeviceType::other;
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU:
+      return DeviceType::discrete;
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU:
+      return DeviceType::integrated;
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU:
+      return DeviceType::virtual_gpu;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU:
+      return DeviceType::cpu;
+    default:
+      return DeviceType::other;
   }
 }
 
@@ -94,7 +120,8 @@ DeviceInfo query_device_info(VkPhysicalDevice phys, uint32_t index) {
   vkGetPhysicalDeviceProperties(phys, &base);
   const bool v13 = base.apiVersion >= VK_API_VERSION_1_3;
 
-  VkPhysicalDeviceSubgroupProperties subgroup{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+  VkPhysicalDeviceSubgroupProperties subgroup{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
   VkPhysicalDeviceDriverProperties driver{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES};
   VkPhysicalDeviceSubgroupSizeControlProperties size_control{
       VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES};
@@ -163,7 +190,8 @@ DeviceInfo query_device_info(VkPhysicalDevice phys, uint32_t index) {
   d.max_descriptor_set_storage_buffers = lim.maxDescriptorSetStorageBuffers;
   d.timestamp_period_ns = lim.timestampPeriod;
 
-  VkPhysicalDeviceMaintenance3Properties m3{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
+  VkPhysicalDeviceMaintenance3Properties m3{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
   VkPhysicalDeviceProperties2 p2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
   p2.pNext = &m3;
   vkGetPhysicalDeviceProperties2(phys, &p2);
@@ -188,8 +216,8 @@ DeviceInfo query_device_info(VkPhysicalDevice phys, uint32_t index) {
   if (nv_sm && sm.shaderSMCount) {
     d.compute_units = sm.shaderSMCount;
   } else if (amd_core && core.computeUnitsPerShaderArray) {
-    d.compute_units = core.shaderEngineCount * core.shaderArraysPerEngineCount *
-                      core.computeUnitsPerShaderArray;
+    d.compute_units =
+        core.shaderEngineCount * core.shaderArraysPerEngineCount * core.computeUnitsPerShaderArray;
   } else if (d.vendor == Vendor::mesa_cpu) {
     const char* env = std::getenv("LP_NUM_THREADS");
     const unsigned threads = env ? static_cast<unsigned>(std::atoi(env)) : 0;

@@ -9,11 +9,16 @@ namespace gqavk {
 
 const char* to_string(ErrorCode code) noexcept {
   switch (code) {
-    case ErrorCode::invalid_argument: return "invalid_argument";
-    case ErrorCode::unsupported: return "unsupported";
-    case ErrorCode::no_device: return "no_device";
-    case ErrorCode::out_of_memory: return "out_of_memory";
-    case ErrorCode::vulkan: return "vulkan";
+    case ErrorCode::invalid_argument:
+      return "invalid_argument";
+    case ErrorCode::unsupported:
+      return "unsupported";
+    case ErrorCode::no_device:
+      return "no_device";
+    case ErrorCode::out_of_memory:
+      return "out_of_memory";
+    case ErrorCode::vulkan:
+      return "vulkan";
   }
   return "unknown";
 }
@@ -56,12 +61,12 @@ const char* vk_result_name(VkResult r) noexcept {
 
 void vk_check(VkResult r, const char* what) {
   if (r == VK_SUCCESS) return;
-  const ErrorCode code =
-      (r == VK_ERROR_OUT_OF_HOST_MEMORY || r == VK_ERROR_OUT_OF_DEVICE_MEMORY)
-          ? ErrorCode::out_of_memory
-          : ErrorCode::vulkan;
-  throw Error(code, std::string(what) + " failed: " + vk_result_name(r) + " (" +
-                        std::to_string(static_cast<int>(r)) + ")",
+  const ErrorCode code = (r == VK_ERROR_OUT_OF_HOST_MEMORY || r == VK_ERROR_OUT_OF_DEVICE_MEMORY)
+                             ? ErrorCode::out_of_memory
+                             : ErrorCode::vulkan;
+  throw Error(code,
+              std::string(what) + " failed: " + vk_result_name(r) + " (" +
+                  std::to_string(static_cast<int>(r)) + ")",
               static_cast<int>(r));
 }
 

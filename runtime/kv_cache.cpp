@@ -45,8 +45,8 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
   const uint64_t pool_bytes = c.block_bytes * c.blocks_per_seq * desc.batch;
 
   const DeviceInfo& dev = c.ctx->info;
-  const uint64_t limit = std::max(max_binding_bytes(dev, LoadPath::texel),
-                                  max_binding_bytes(dev, LoadPath::storage));
+  const uint64_t limit =
+      std::max(max_binding_bytes(dev, LoadPath::texel), max_binding_bytes(dev, LoadPath::storage));
   if (pool_bytes > limit) {
     throw Error(ErrorCode::unsupported,
                 "KV cache of " + std::to_string(desc.batch) + " x " +
@@ -66,9 +66,8 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
       c.ctx->make_buffer(BufferKind::device_local, table.size() * sizeof(uint32_t), "block table");
   c.ctx->upload(c.block_table, 0, table.data(), table.size() * sizeof(uint32_t));
   // Zeroed, so reading a token that was never written gives zeros rather than garbage.
-  c.ctx->submit([&](VkCommandBuffer cmd) {
-    vkCmdFillBuffer(cmd, c.pool.handle(), 0, VK_WHOLE_SIZE, 0);
-  });
+  c.ctx->submit(
+      [&](VkCommandBuffer cmd) { vkCmdFillBuffer(cmd, c.pool.handle(), 0, VK_WHOLE_SIZE, 0); });
 }
 
 KvCache::~KvCache() = default;
@@ -131,7 +130,8 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
     const uint32_t block = seq * c.blocks_per_seq + (t >> c.block_shift);  // identity table
     for (uint32_t g = 0; g < d.kv_heads; ++g) {
       for (bool is_v : {false, true}) {
-        runs.push_back({is_v, uint64_t{g} * n + (t - first), slot, rows, c.slab_offset(block, g, is_v)});
+        runs.push_back(
+            {is_v, uint64_t{g} * n + (t - first), slot, rows, c.slab_offset(block, g, is_v)});
       }
     }
     t += rows;
@@ -168,8 +168,8 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
       for (uint32_t t0 = r.slot; t0 < r.slot + r.rows;) {
         const uint32_t first_in_group = t0 & (group - 1);
         const uint32_t n_in = std::min(r.slot + r.rows - t0, group - first_in_group);
-        const uint64_t group_at = r.slab + uint64_t{t0 >> c.group_shift} * row_texels * group *
-                                               texel_bytes;
+        const uint64_t group_at =
+            r.slab + uint64_t{t0 >> c.group_shift} * row_texels * group * texel_bytes;
         for (uint32_t t = 0; t < row_texels; ++t) {
           for (uint32_t i = 0; i < n_in; ++i) {
             store_values(src + size_t{t0 - r.slot + i} * d.head_dim + t * texel_values,
@@ -196,8 +196,8 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
 
 }  // namespace
 
-void KvCache::write(uint32_t seq, uint32_t first_token, uint32_t n_tokens,
-                    std::span<const float> k, std::span<const float> v) {
+void KvCache::write(uint32_t seq, uint32_t first_token, uint32_t n_tokens, std::span<const float> k,
+                    std::span<const float> v) {
   write_rows<float>(*impl_, seq, first_token, n_tokens, k, v);
 }
 

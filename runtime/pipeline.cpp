@@ -108,6 +108,19 @@ ComputePipeline& ComputePipeline::operator=(ComputePipeline&& o) noexcept {
   return *this;
 }
 
+void record_dispatch(VkCommandBuffer cmd, const ComputePipeline& pipeline, VkDescriptorSet set,
+                     std::span<const std::byte> push, uint32_t groups_x, uint32_t groups_y,
+                     uint32_t groups_z) {
+  vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.handle());
+  vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout(), 0, 1, &set, 0,
+                          nullptr);
+  if (!push.empty()) {
+    vkCmdPushConstants(cmd, pipeline.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0,
+                       static_cast<uint32_t>(push.size()), push.data());
+  }
+  vkCmdDispatch(cmd, groups_x, groups_y, groups_z);
+}
+
 DescriptorSet::DescriptorSet(VkDevice device, const ComputePipeline& pipeline,
                              const std::vector<Binding>& resources)
     : device_(device) {

@@ -4,19 +4,21 @@
 
 #include <vulkan/vulkan.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
 namespace gqavk {
 
 struct PipelineDesc {
-  std::string shader;                       // embedded variant name
-  std::vector<VkDescriptorType> bindings;   // binding i has type bindings[i]
+  std::string shader;                      // embedded variant name
+  std::vector<VkDescriptorType> bindings;  // binding i has type bindings[i]
   uint32_t push_constant_bytes = 0;
-  std::vector<uint32_t> spec_constants;     // constant_id i has value spec_constants[i]
-  uint32_t required_subgroup_size = 0;      // 0: none; else VK_EXT_subgroup_size_control
-  bool full_subgroups = false;              // VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS
+  std::vector<uint32_t> spec_constants;  // constant_id i has value spec_constants[i]
+  uint32_t required_subgroup_size = 0;   // 0: none; else VK_EXT_subgroup_size_control
+  bool full_subgroups = false;           // VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS
 };
 
 // A compute pipeline with its layouts. Move-only; destroyed before the device that made it.
@@ -43,6 +45,18 @@ class ComputePipeline {
   VkPipeline pipeline_ = VK_NULL_HANDLE;
   std::vector<VkDescriptorType> bindings_;
 };
+
+// Records a dispatch of `pipeline` with descriptor set `set` and push constants `push` (may be
+// empty) over groups_x * groups_y * groups_z workgroups.
+void record_dispatch(VkCommandBuffer cmd, const ComputePipeline& pipeline, VkDescriptorSet set,
+                     std::span<const std::byte> push, uint32_t groups_x, uint32_t groups_y = 1,
+                     uint32_t groups_z = 1);
+
+// The bytes of a push-constant struct.
+template <typename T>
+std::span<const std::byte> push_bytes(const T& value) {
+  return std::as_bytes(std::span<const T, 1>(&value, 1));
+}
 
 // One binding's resource: a buffer range, or a texel view.
 struct Binding {

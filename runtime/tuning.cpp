@@ -31,8 +31,8 @@ TuningOverrides overrides_from_env() {
 uint64_t max_binding_bytes(const DeviceInfo& device, LoadPath path) {
   const uint64_t limit = path == LoadPath::texel ? device.max_texel_buffer_elements * 16
                                                  : device.max_storage_buffer_range;
-  const uint64_t alloc = device.max_memory_allocation_size ? device.max_memory_allocation_size
-                                                           : limit;
+  const uint64_t alloc =
+      device.max_memory_allocation_size ? device.max_memory_allocation_size : limit;
   return std::min(limit, alloc);
 }
 
@@ -57,11 +57,11 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
   } else if (overrides.load_path.empty() && shape.pool_bytes <= max_binding_bytes(device, other)) {
     t.load_path = other;
   } else {
-    throw Error(ErrorCode::unsupported,
-                "KV pool of " + std::to_string(shape.pool_bytes) +
-                    " bytes exceeds what one binding can address on " + device.name + " (" +
-                    std::to_string(max_binding_bytes(device, preferred)) +
-                    " bytes); use fewer sequences or a smaller capacity");
+    throw Error(ErrorCode::unsupported, "KV pool of " + std::to_string(shape.pool_bytes) +
+                                            " bytes exceeds what one binding can address on " +
+                                            device.name + " (" +
+                                            std::to_string(max_binding_bytes(device, preferred)) +
+                                            " bytes); use fewer sequences or a smaller capacity");
   }
 
   // Reduction: one subgroup per workgroup where the probe proved subgroups whole and correct.

@@ -26,13 +26,13 @@ struct DecodeShape {
 struct DecodeTuning {
   LoadPath load_path = LoadPath::storage;
   Reduction reduction = Reduction::subgroup;
-  uint32_t lanes = 32;                // workgroup size (one subgroup when reduction == subgroup)
+  uint32_t lanes = 32;                  // workgroup size (one subgroup when reduction == subgroup)
   uint32_t required_subgroup_size = 0;  // pipeline's required subgroup size, 0 for none
   bool full_subgroups = false;
-  uint32_t heads_per_workgroup = 1;   // query heads sharing each K/V read
-  uint32_t head_chunks = 1;           // workgroups per KV head: ceil(H/G / heads_per_workgroup)
-  uint32_t keys_per_lane = 1;         // tile = lanes * keys_per_lane keys
-  uint32_t max_splits = 1;            // KV splits per (sequence, KV head, chunk)
+  uint32_t heads_per_workgroup = 1;  // query heads sharing each K/V read
+  uint32_t head_chunks = 1;          // workgroups per KV head: ceil(H/G / heads_per_workgroup)
+  uint32_t keys_per_lane = 1;        // tile = lanes * keys_per_lane keys
+  uint32_t max_splits = 1;           // KV splits per (sequence, KV head, chunk)
 };
 
 // Overrides for testing both paths on one device; empty strings mean "choose".

@@ -28,7 +28,8 @@ std::vector<DeviceInfo> list_devices();
 // plans) borrows it and must be destroyed before it.
 class Context {
  public:
-  // Creates a context on the chosen device; throws gqavk::Error (no_device, unsupported) on failure.
+  // Creates a context on the chosen device; throws gqavk::Error (no_device, unsupported) on
+  // failure.
   explicit Context(const ContextOptions& options = {});
   ~Context();
   Context(Context&&) noexcept;

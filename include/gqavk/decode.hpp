@@ -13,8 +13,8 @@ class Context;
 class KvCache;
 
 struct DecodeDesc {
-  uint32_t q_heads = 0;          // H; must be a multiple of the cache's kv_heads G
-  std::optional<float> scale;    // softmax scale; default 1/sqrt(D)
+  uint32_t q_heads = 0;        // H; must be a multiple of the cache's kv_heads G
+  std::optional<float> scale;  // softmax scale; default 1/sqrt(D)
   // Upper bound on KV splits per (sequence, KV head), fixed for the plan's life. 0 picks one from
   // the cache capacity and the device's compute units; 1 turns split-K off.
   uint32_t max_splits = 0;

@@ -40,8 +40,8 @@ struct DeviceInfo {
   std::string driver_name;
   std::string driver_info;
 
-  uint32_t subgroup_size = 0;       // VkPhysicalDeviceSubgroupProperties::subgroupSize
-  uint32_t subgroup_ops = 0;        // SubgroupOps bits usable in compute shaders
+  uint32_t subgroup_size = 0;          // VkPhysicalDeviceSubgroupProperties::subgroupSize
+  uint32_t subgroup_ops = 0;           // SubgroupOps bits usable in compute shaders
   bool subgroup_size_control = false;  // a compute pipeline may require a subgroup size
   bool compute_full_subgroups = false;
   uint32_t min_subgroup_size = 0;
@@ -49,8 +49,8 @@ struct DeviceInfo {
   // Lanes a single-subgroup workgroup really runs with, measured by a probe at context creation.
   // Equals subgroup_size on a correct driver; 0 when subgroup arithmetic is unusable.
   uint32_t subgroup_lanes = 0;
-  // Driver bug: a workgroup of subgroup_size invocations runs as several smaller subgroups (lavapipe
-  // at LP_NATIVE_VECTOR_WIDTH >= 1024). Kernels then use subgroup_lanes.
+  // Driver bug: a workgroup of subgroup_size invocations runs as several smaller subgroups
+  // (lavapipe at LP_NATIVE_VECTOR_WIDTH >= 1024). Kernels then use subgroup_lanes.
   bool bug_partial_subgroups = false;
 
   bool storage_buffer_16bit = false;

@@ -12,11 +12,11 @@ namespace gqavk {
 class Context;
 
 struct KvCacheDesc {
-  uint32_t batch = 1;             // sequences B
-  uint32_t kv_heads = 1;          // G
-  uint32_t head_dim = 128;        // D, one of 64, 80, 96, 112, 128, 192, 256
-  uint32_t capacity_tokens = 0;   // tokens each sequence can hold
-  DType dtype = DType::f16;       // storage type of K and V
+  uint32_t batch = 1;            // sequences B
+  uint32_t kv_heads = 1;         // G
+  uint32_t head_dim = 128;       // D, one of 64, 80, 96, 112, 128, 192, 256
+  uint32_t capacity_tokens = 0;  // tokens each sequence can hold
+  DType dtype = DType::f16;      // storage type of K and V
   // P, tokens per block: a power of two from 1 to 256. Large blocks stream best (a workgroup reads
   // a head's K or V slab of P * D values contiguously); small ones waste less when paging.
   uint32_t block_tokens = 256;
@@ -45,8 +45,8 @@ class KvCache {
   void write(uint32_t seq, uint32_t first_token, uint32_t n_tokens, std::span<const float> k,
              std::span<const float> v);
   // The same from IEEE half bit patterns; the cache must store f16.
-  void write_f16(uint32_t seq, uint32_t first_token, uint32_t n_tokens,
-                 std::span<const uint16_t> k, std::span<const uint16_t> v);
+  void write_f16(uint32_t seq, uint32_t first_token, uint32_t n_tokens, std::span<const uint16_t> k,
+                 std::span<const uint16_t> v);
 
   struct Impl;
   // Internal state, for the runtime and in-tree tools only.
