@@ -194,8 +194,12 @@ void DecodePlan::run(std::span<const float> q, std::span<const uint32_t> lengths
                      std::span<float> out) {
   Impl& p = *impl_;
   p.check_run(q.size(), lengths, out.size());
-  for (float x : q) {
-    if (!std::isfinite(x)) throw Error(ErrorCode::invalid_argument, "q holds a NaN or infinity");
+  for (size_t i = 0; i < q.size(); ++i) {
+    if (!std::isfinite(q[i])) {
+      throw Error(ErrorCode::invalid_argument, "q[" + std::to_string(i) + "] = " +
+                                                   std::to_string(q[i]) +
+                                                   " is not finite (expected finite query values)");
+    }
   }
   const uint64_t q_bytes = q.size_bytes();
   const uint64_t len_bytes = lengths.size_bytes();
