@@ -82,7 +82,9 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
       t.full_subgroups = device.compute_full_subgroups;
     }
   } else {
-    t.lanes = std::clamp<uint32_t>(device.subgroup_size ? device.subgroup_size : 32, 4, 64);
+    // Shared-memory exchange: more lanes only add barrier traffic, and on CPU drivers the tile
+    // (lanes * keys_per_lane keys) unrolls into code that compiles for minutes beyond 16 lanes.
+    t.lanes = std::clamp<uint32_t>(device.subgroup_size ? device.subgroup_size : 16, 4, 16);
   }
 
   // Heads per workgroup: as many of the group as the register budget for query rows allows.

@@ -1,60 +1,629 @@
-#include <chrono>
+// Decode kernels against the float64 CPU reference (tests/reference.cpp): shapes of real models,
+// every head dim, odd and long lengths, batches of unequal lengths, f32 and f16 KV, split-K on and
+// off, both load paths and both reductions, large logits, custom scales, garbage past the length,
+// incremental writes and plans reused as lengths grow.
+//
+// ctest runs every test here at lavapipe's default vector width, and the tests with "EveryWidth"
+// in their name again under LP_NATIVE_VECTOR_WIDTH=128, 512, 1024 and 2048 (subgroups of 4, 16,
+// 32 and 64, the last two running only 16 lanes); see tests/CMakeLists.txt. lavapipe compiles each
+// pipeline variant with LLVM in seconds, so each test uses as few variants as its point needs.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
 
+#include "decode_plan_impl.hpp"  // which variant a plan chose, to prove an override took effect
 #include "reference.hpp"
 #include "test_support.hpp"
 
 namespace gqavk::test {
 namespace {
 
+// Tolerances. K and V values lie in [-1, 1], so every output is a convex combination of values in
+// [-1, 1] and an absolute bound is a bound relative to the value range. The kernel keeps scores,
+// the softmax state and the accumulators in f32; against float64, the rounding of dot products,
+// exp and sums of up to 16k weighted rows stays near 1e-6 (measured on lavapipe: under 2e-7 at
+// the default scale, 16k tokens included; 1e-6 with scale 3, where logits reach tens), so 1e-5.
+// f16 KV: random_kv rounds K and V to f16 before the reference sees them, so the reference reads
+// exactly what the kernel reads and only the same f32 arithmetic error remains: the same bound.
+constexpr double kAtol = 1e-5;
+
+// Split counts: more splits than keys for the short sequences, a realistic bound for 16k tokens.
+constexpr uint32_t kModelSplits = 16;
+
 struct Shape {
-  uint32_t batch, q_heads, kv_heads, head_dim, len;
+  uint32_t q_heads, kv_heads, head_dim;
   DType dtype;
-  uint32_t splits;
 };
 
-double run_case(const Shape& s) {
-  Context& ctx = context();
-  const uint32_t cap = s.len;
-  KvCache cache(ctx, {s.batch, s.kv_heads, s.head_dim, cap, s.dtype, 16});
-  const size_t per_seq = size_t{s.kv_heads} * cap * s.head_dim;
-  std::vector<float> k = random_values(per_seq * s.batch, 1);
-  std::vector<float> v = random_values(per_seq * s.batch, 2);
-  if (s.dtype == DType::f16) {  // the reference sees what the cache stores
-    for (float& x : k) x = half_to_float(float_to_half(x));
-    for (float& x : v) x = half_to_float(float_to_half(x));
-  }
-  for (uint32_t b = 0; b < s.batch; ++b) {
-    cache.write(b, 0, cap, std::span(k).subspan(b * per_seq, per_seq),
-                std::span(v).subspan(b * per_seq, per_seq));
-  }
-  std::vector<float> q = random_values(size_t{s.batch} * s.q_heads * s.head_dim, 3, -2, 2);
-  std::vector<uint32_t> lens(s.batch, s.len);
-  auto t0 = std::chrono::steady_clock::now();
-  DecodePlan plan(ctx, cache, {s.q_heads, std::nullopt, s.splits});
-  auto t1 = std::chrono::steady_clock::now();
-  std::vector<float> out = plan.run(q, lens);
-  auto t2 = std::chrono::steady_clock::now();
-  for (int i = 0; i < 3; ++i) { plan.run(q, lens); std::printf("  again gpu %.3f ms\n", plan.last_gpu_ns() / 1e6); }
-  std::vector<double> want = ref::decode(q, k, v, lens, s.batch, s.q_heads, s.kv_heads,
-                                         s.head_dim, cap, 1.0 / std::sqrt(double(s.head_dim)));
-  double err = 0;
-  for (size_t i = 0; i < out.size(); ++i) err = std::max(err, std::abs(out[i] - want[i]));
-  std::printf("plan %.1f ms run %.1f ms gpu %.3f ms splits %u err %g\n",
-              std::chrono::duration<double, std::milli>(t1 - t0).count(),
-              std::chrono::duration<double, std::milli>(t2 - t1).count(), plan.last_gpu_ns() / 1e6,
-              plan.splits(), err);
-  return err;
+std::string shape_name(const Shape& s) {
+  return "H" + std::to_string(s.q_heads) + "_G" + std::to_string(s.kv_heads) + "_D" +
+         std::to_string(s.head_dim) + "_" + to_string(s.dtype);
 }
+
+void PrintTo(const Shape& s, std::ostream* os) { *os << shape_name(s); }
+
+std::string list(std::span<const uint32_t> values) {
+  std::string s = "{";
+  for (size_t i = 0; i < values.size(); ++i) s += (i ? ", " : "") + std::to_string(values[i]);
+  return s + "}";
+}
+
+// The scale the kernel uses by default, 1/sqrt(D) in f32, widened for the reference.
+double default_scale(uint32_t head_dim) {
+  return double{1.0f / std::sqrt(static_cast<float>(head_dim))};
+}
+
+std::vector<double> reference(const KvHost& kv, uint32_t q_heads, std::span<const float> q,
+                              std::span<const uint32_t> lengths, double scale) {
+  return ref::decode(q, kv.k, kv.v, lengths, kv.batch, q_heads, kv.kv_heads, kv.head_dim,
+                     kv.capacity, scale);
+}
+
+// Runs `plan` and checks its output against the reference; returns the output.
+std::vector<float> run_and_check(DecodePlan& plan, const KvHost& kv, uint32_t q_heads,
+                                 std::span<const float> q, std::span<const uint32_t> lengths,
+                                 double scale, double atol = kAtol) {
+  std::vector<float> out = plan.run(q, lengths);
+  const std::vector<double> want = reference(kv, q_heads, q, lengths, scale);
+  if (std::getenv("GQAVK_TEST_PRINT_ERRORS")) {  // for auditing the tolerance
+    std::printf("max |diff| %.3g (lengths %s, splits %u)\n", max_abs_diff(out, want),
+                list(lengths).c_str(), plan.splits());
+  }
+  EXPECT_TRUE(all_close(out, want, q_heads, kv.head_dim, atol))
+      << "lengths " << list(lengths) << ", splits " << plan.splits() << ", H " << q_heads << ", G "
+      << kv.kv_heads << ", D " << kv.head_dim;
+  return out;
+}
+
+std::vector<float> random_q(uint32_t batch, uint32_t q_heads, uint32_t head_dim, uint32_t seed) {
+  // [-2, 2]: logits of order 1, so the softmax weighs many keys and a lost key shows.
+  return random_values(size_t{batch} * q_heads * head_dim, seed, -2.0f, 2.0f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shapes of real models: a batch of unequal lengths (1 to 4097) run twice with one plan, then a
+// 16k-token sequence.
+
+struct ModelCase {
+  const char* name;
+  uint32_t q_heads, kv_heads, head_dim;
+  DType dtype;
+  bool long_context;  // also 16384 tokens (default width only, for time)
+};
+
+class ModelShapes : public GpuTest, public ::testing::WithParamInterface<ModelCase> {};
+
+void PrintTo(const ModelCase& m, std::ostream* os) {
+  *os << m.name << " " << shape_name({m.q_heads, m.kv_heads, m.head_dim, m.dtype});
+}
+
+TEST_P(ModelShapes, MatchesReference) {
+  const ModelCase& m = GetParam();
+  Context& ctx = context();
+  const double scale = default_scale(m.head_dim);
+  {
+    const KvCacheDesc desc{6, m.kv_heads, m.head_dim, 4097, m.dtype, 16};
+    KvCache cache(ctx, desc);
+    const KvHost kv = random_kv(desc, 1);
+    write_all(cache, kv);
+    DecodePlan plan(ctx, cache, {m.q_heads, std::nullopt, kModelSplits});
+    EXPECT_EQ(plan.splits(), kModelSplits);
+    const std::vector<uint32_t> lengths = {4097, 1, 1000, 2, 255, 7};
+    run_and_check(plan, kv, m.q_heads, random_q(6, m.q_heads, m.head_dim, 2), lengths, scale);
+    const std::vector<uint32_t> again = {7, 255, 2, 1000, 1, 4097};
+    run_and_check(plan, kv, m.q_heads, random_q(6, m.q_heads, m.head_dim, 3), again, scale);
+  }
+  if (m.long_context) {
+    const KvCacheDesc desc{1, m.kv_heads, m.head_dim, 16384, m.dtype, 16};
+    KvCache cache(ctx, desc);
+    const KvHost kv = random_kv(desc, 4);
+    write_all(cache, kv);
+    DecodePlan plan(ctx, cache, {m.q_heads, std::nullopt, kModelSplits});
+    const std::vector<uint32_t> lengths = {16384};
+    run_and_check(plan, kv, m.q_heads, random_q(1, m.q_heads, m.head_dim, 5), lengths, scale);
+  }
+}
+
+std::string model_name(const ::testing::TestParamInfo<ModelCase>& info) {
+  return std::string(info.param.name) + "_" + to_string(info.param.dtype);
+}
+
+// H, G, D of Llama-3-8B, Qwen2-7B, Falcon-7B (MQA), Qwen2-0.5B, Phi-3-mini (MHA), Gemma-2-9B.
+INSTANTIATE_TEST_SUITE_P(DefaultWidth, ModelShapes,
+                         ::testing::Values(ModelCase{"llama3_8b", 32, 8, 128, DType::f16, true},
+                                           ModelCase{"qwen2_7b", 28, 4, 128, DType::f16, true},
+                                           ModelCase{"falcon_7b", 71, 1, 64, DType::f16, true},
+                                           ModelCase{"qwen2_0_5b", 14, 2, 64, DType::f16, true},
+                                           ModelCase{"llama3_8b", 32, 8, 128, DType::f32, true},
+                                           ModelCase{"qwen2_0_5b", 14, 2, 64, DType::f32, false}),
+                         model_name);
+INSTANTIATE_TEST_SUITE_P(EveryWidth, ModelShapes,
+                         ::testing::Values(ModelCase{"phi3_mini", 32, 32, 96, DType::f16, false},
+                                           ModelCase{"gemma2_9b", 16, 8, 256, DType::f16, false},
+                                           ModelCase{"phi3_mini", 32, 32, 96, DType::f32, false}),
+                         model_name);
+
+// ---------------------------------------------------------------------------------------------
+// Every head dim in both storage types, GQA with groups of 2, split-K off.
+
+struct HeadDimCase {
+  uint32_t head_dim;
+  DType dtype;
+};
+
+class HeadDims : public GpuTest, public ::testing::WithParamInterface<HeadDimCase> {};
+
+void PrintTo(const HeadDimCase& c, std::ostream* os) {
+  *os << "D" << c.head_dim << " " << to_string(c.dtype);
+}
+
+TEST_P(HeadDims, MatchesReference) {
+  const auto [head_dim, dtype] = GetParam();
+  Context& ctx = context();
+  const KvCacheDesc desc{3, 3, head_dim, 300, dtype, 16};
+  KvCache cache(ctx, desc);
+  const KvHost kv = random_kv(desc, 10 + head_dim);
+  write_all(cache, kv);
+  DecodePlan plan(ctx, cache, {6, std::nullopt, 1});
+  EXPECT_EQ(plan.splits(), 1u);
+  const std::vector<uint32_t> lengths = {1, 77, 300};
+  run_and_check(plan, kv, 6, random_q(3, 6, head_dim, 11), lengths, default_scale(head_dim));
+}
+
+std::string head_dim_name(const ::testing::TestParamInfo<HeadDimCase>& info) {
+  return "D" + std::to_string(info.param.head_dim) + "_" + to_string(info.param.dtype);
+}
+
+// Lanes split a V row of D / 4 (f32) or D / 8 (f16) texels; 80 and 112 leave lanes idle.
+INSTANTIATE_TEST_SUITE_P(
+    DefaultWidth, HeadDims,
+    ::testing::Values(HeadDimCase{64, DType::f32}, HeadDimCase{80, DType::f32},
+                      HeadDimCase{96, DType::f16}, HeadDimCase{96, DType::f32},
+                      HeadDimCase{112, DType::f16}, HeadDimCase{128, DType::f16},
+                      HeadDimCase{128, DType::f32}, HeadDimCase{192, DType::f16},
+                      HeadDimCase{192, DType::f32}, HeadDimCase{256, DType::f16}),
+    head_dim_name);
+INSTANTIATE_TEST_SUITE_P(EveryWidth, HeadDims,
+                         ::testing::Values(HeadDimCase{64, DType::f16}, HeadDimCase{80, DType::f16},
+                                           HeadDimCase{112, DType::f32},
+                                           HeadDimCase{256, DType::f32}),
+                         head_dim_name);
+
+// ---------------------------------------------------------------------------------------------
+// Split-K on and off give the same answer, including more splits than keys.
+
+class SplitK : public GpuTest, public ::testing::WithParamInterface<Shape> {};
+
+TEST_P(SplitK, SameAnswerForEverySplitCount) {
+  const Shape s = GetParam();
+  Context& ctx = context();
+  const std::vector<uint32_t> lengths = {1, 2, 7, 15, 64, 300};
+  const KvCacheDesc desc{6, s.kv_heads, s.head_dim, 300, s.dtype, 16};
+  KvCache cache(ctx, desc);
+  const KvHost kv = random_kv(desc, 20);
+  write_all(cache, kv);
+  const std::vector<float> q = random_q(6, s.q_heads, s.head_dim, 21);
+  const double scale = default_scale(s.head_dim);
+
+  DecodePlan whole(ctx, cache, {s.q_heads, std::nullopt, 1});
+  const std::vector<float> base = run_and_check(whole, kv, s.q_heads, q, lengths, scale);
+  for (uint32_t splits : {2u, 3u, 16u, 64u, 300u}) {
+    SCOPED_TRACE("max_splits " + std::to_string(splits));
+    DecodePlan plan(ctx, cache, {s.q_heads, std::nullopt, splits});
+    EXPECT_EQ(plan.splits(), splits);
+    const std::vector<float> out = run_and_check(plan, kv, s.q_heads, q, lengths, scale);
+    const std::vector<double> base_d(base.begin(), base.end());
+    EXPECT_TRUE(all_close(out, base_d, s.q_heads, s.head_dim, kAtol)) << "split vs unsplit";
+  }
+}
+
+std::string shape_param_name(const ::testing::TestParamInfo<Shape>& info) {
+  return shape_name(info.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(DefaultWidth, SplitK,
+                         ::testing::Values(Shape{8, 2, 128, DType::f16}),  // GQA
+                         shape_param_name);
+INSTANTIATE_TEST_SUITE_P(EveryWidth, SplitK,
+                         ::testing::Values(Shape{4, 4, 64, DType::f32},   // MHA
+                                           Shape{4, 1, 96, DType::f16}),  // MQA
+                         shape_param_name);
+
+// ---------------------------------------------------------------------------------------------
+// Both load paths (texel, storage) and both reductions (subgroup, shared), forced through
+// GQAVK_KV_LOAD and GQAVK_REDUCTION, which a plan reads when it is made.
+
+struct VariantCase {
+  const char* load;
+  const char* reduction;
+  Shape shape;
+};
+
+class Variants : public GpuTest, public ::testing::WithParamInterface<VariantCase> {};
+
+void PrintTo(const VariantCase& c, std::ostream* os) {
+  *os << c.load << " " << c.reduction << " " << shape_name(c.shape);
+}
+
+TEST_P(Variants, MatchesReference) {
+  const VariantCase& c = GetParam();
+  const Shape& s = c.shape;
+  Context& ctx = context();
+  const KvCacheDesc desc{3, s.kv_heads, s.head_dim, 333, s.dtype, 16};
+  KvCache cache(ctx, desc);
+  const KvHost kv = random_kv(desc, 30);
+  write_all(cache, kv);
+  DecodePlan plan = [&] {  // the overrides are read when the plan is made
+    ScopedEnv load("GQAVK_KV_LOAD", c.load);
+    ScopedEnv reduction("GQAVK_REDUCTION", c.reduction);
+    return DecodePlan(ctx, cache, {s.q_heads, std::nullopt, 3});
+  }();
+  const DecodeTuning& t = plan.impl().tuning;
+  EXPECT_EQ(t.load_path, std::string(c.load) == "texel" ? LoadPath::texel : LoadPath::storage);
+  if (ctx.device().subgroup_lanes > 0) {
+    EXPECT_EQ(t.reduction,
+              std::string(c.reduction) == "shared" ? Reduction::shared : Reduction::subgroup);
+  }
+  const std::vector<uint32_t> lengths = {1, 50, 333};
+  run_and_check(plan, kv, s.q_heads, random_q(3, s.q_heads, s.head_dim, 31), lengths,
+                default_scale(s.head_dim));
+}
+
+std::string variant_name(const ::testing::TestParamInfo<VariantCase>& info) {
+  return std::string(info.param.load) + "_" + info.param.reduction + "_" +
+         shape_name(info.param.shape);
+}
+
+std::vector<VariantCase> variant_cases(std::initializer_list<Shape> shapes) {
+  std::vector<VariantCase> out;
+  for (const Shape& s : shapes) {
+    for (const char* load : {"texel", "storage"}) {
+      for (const char* reduction : {"subgroup", "shared"}) out.push_back({load, reduction, s});
+    }
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(DefaultWidth, Variants,
+                         ::testing::ValuesIn(variant_cases({Shape{4, 1, 128, DType::f16}})),
+                         variant_name);
+INSTANTIATE_TEST_SUITE_P(EveryWidth, Variants,
+                         ::testing::ValuesIn(variant_cases({Shape{4, 2, 80, DType::f32},
+                                                            Shape{2, 2, 112, DType::f16}})),
+                         variant_name);
+
+// ---------------------------------------------------------------------------------------------
+// Large logits: online-softmax stability. q and k hold small integers and the scale is a power of
+// two, so every logit (up to about +-1e3 here) is exact in f32 and the kernel's scores equal the
+// reference's; only exp and the weighted sums round, and the usual tolerance holds.
+
+class EveryWidthDecode : public GpuTest {};
+
+TEST_F(EveryWidthDecode, LargeLogitsStayFiniteAndExact) {
+  Context& ctx = context();
+  constexpr uint32_t kH = 4, kG = 2, kD = 64;  // default scale 1/8: exact
+  const KvCacheDesc desc{3, kG, kD, 700, DType::f16, 16};
+  KvCache cache(ctx, desc);
+  KvHost kv = random_kv(desc, 40);  // V stays random in [-1, 1]
+  const std::vector<uint32_t> lengths = {700, 1, 333};
+  const size_t q_size = size_t{3} * kH * kD;
+  DecodePlan whole(ctx, cache, {kH, std::nullopt, 1});
+  DecodePlan split(ctx, cache, {kH, std::nullopt, 5});
+  // The largest and smallest logit any row sees, to show each case reaches what it claims.
+  const auto logit_range = [&](const std::vector<float>& q) {
+    std::pair<double, double> r{INFINITY, -INFINITY};
+    for (uint32_t b = 0; b < 3; ++b) {
+      for (uint32_t h = 0; h < kH; ++h) {
+        for (uint32_t j = 0; j < lengths[b]; ++j) {
+          double dot = 0;
+          for (uint32_t d = 0; d < kD; ++d) {
+            dot += double{q[(b * kH + h) * kD + d]} * kv.k[kv.offset(b, h / (kH / kG), j) + d];
+          }
+          r = {std::min(r.first, dot * 0.125), std::max(r.second, dot * 0.125)};
+        }
+      }
+    }
+    return r;
+  };
+  const auto check = [&](const char* what, const std::vector<float>& q) {
+    SCOPED_TRACE(what);
+    const auto [lo, hi] = logit_range(q);
+    std::printf("%s: logits in [%.0f, %.0f]\n", what, lo, hi);
+    write_all(cache, kv);
+    run_and_check(whole, kv, kH, q, lengths, 0.125);
+    run_and_check(split, kv, kH, q, lengths, 0.125);
+  };
+
+  // Integers in [-30, 30]: logits spread with a standard deviation near 300, the largest of each
+  // row near +1e3 and the smallest near -1e3.
+  kv.k = random_integers(kv.k.size(), 41, -30, 30);
+  const std::vector<float> q_wide = random_integers(q_size, 42, -30, 30);
+  EXPECT_GT(logit_range(q_wide).second, 800);
+  EXPECT_LT(logit_range(q_wide).first, -800);
+  check("random logits up to +-1e3", q_wide);
+
+  // Every logit near -1e3 (q in [12, 16], k in [-9, -7]): a kernel that starts its running max at
+  // 0, or skips subtracting it, divides 0 by 0 here.
+  kv.k = random_integers(kv.k.size(), 43, -9, -7);
+  const std::vector<float> q_negative = random_integers(q_size, 44, 12, 16);
+  EXPECT_LT(logit_range(q_negative).second, -600);
+  check("all logits near -1e3", q_negative);
+
+  // Every logit exactly 1024: the output is the mean of the V rows.
+  std::fill(kv.k.begin(), kv.k.end(), 8.0f);
+  check("all logits 1024", std::vector<float>(q_size, 16.0f));
+
+  // Dominant keys, ahead of every other logit by more than 150 (at least 240 against at most 72):
+  // sequence 0 has two, at 0 and 400 in different tiles and splits, and its output is the mean of
+  // their V rows; sequence 1's is its only key, sequence 2's its last.
+  kv.k = random_integers(kv.k.size(), 45, -3, 3);
+  const uint32_t dominant[3] = {0, 0, 332};
+  for (uint32_t b = 0; b < 3; ++b) {
+    for (uint32_t g = 0; g < kG; ++g) {
+      for (uint32_t t : {dominant[b], b == 0 ? 400u : dominant[b]}) {
+        std::fill_n(kv.k.begin() + kv.offset(b, g, t), kD, 30.0f);
+      }
+    }
+  }
+  const std::vector<float> q = random_integers(q_size, 46, 1, 3);
+  check("one dominant key", q);
+  const std::vector<float> out = whole.run(q, lengths);
+  for (uint32_t b = 0; b < 3; ++b) {
+    for (uint32_t h = 0; h < kH; ++h) {
+      const uint32_t g = h / (kH / kG);
+      for (uint32_t d = 0; d < kD; ++d) {
+        const double want =
+            b == 0
+                ? (double{kv.v[kv.offset(b, g, 0) + d]} + double{kv.v[kv.offset(b, g, 400) + d]}) /
+                      2
+                : double{kv.v[kv.offset(b, g, dominant[b]) + d]};
+        ASSERT_NEAR(out[(size_t{b} * kH + h) * kD + d], want, kAtol)
+            << "b " << b << " h " << h << " d " << d;
+      }
+    }
+  }
+}
+
+// The shared-reduction variant at every width. With 64-lane workgroups (the subgroup size
+// lavapipe reports at 2048 bits) LLVM took more than 300 s over this shape's pipeline at the first
+// dispatch; the tuning now caps shared-memory workgroups at 16 lanes, and it must compile in
+// seconds.
+TEST_F(EveryWidthDecode, SharedReductionAtWideVectorsCompilesInTime) {
+  Context& ctx = context();
+  const KvCacheDesc desc{3, 2, 80, 333, DType::f32, 16};
+  KvCache cache(ctx, desc);
+  const KvHost kv = random_kv(desc, 30);
+  write_all(cache, kv);
+  DecodePlan plan = [&] {
+    ScopedEnv load("GQAVK_KV_LOAD", "texel");
+    ScopedEnv reduction("GQAVK_REDUCTION", "shared");
+    return DecodePlan(ctx, cache, {8, std::nullopt, 3});
+  }();
+  const std::vector<uint32_t> lengths = {1, 50, 333};
+  run_and_check(plan, kv, 8, random_q(3, 8, 80, 31), lengths, default_scale(80));
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the context's subgroup probe finds at this vector width, and a decode that uses it.
+
+TEST_F(EveryWidthDecode, SubgroupProbeFindings) {
+  const DeviceInfo& d = context().device();
+  const char* width_env = std::getenv("LP_NATIVE_VECTOR_WIDTH");
+  std::printf(
+      "%s: LP_NATIVE_VECTOR_WIDTH=%s subgroup_size %u (%u..%u, size control %d) "
+      "subgroup_lanes %u bug_partial_subgroups %d\n",
+      d.name.c_str(), width_env ? width_env : "(default)", d.subgroup_size, d.min_subgroup_size,
+      d.max_subgroup_size, d.subgroup_size_control, d.subgroup_lanes, d.bug_partial_subgroups);
+  RecordProperty("subgroup_size", static_cast<int>(d.subgroup_size));
+  RecordProperty("subgroup_lanes", static_cast<int>(d.subgroup_lanes));
+  RecordProperty("bug_partial_subgroups", d.bug_partial_subgroups ? 1 : 0);
+
+  if (d.subgroup_lanes > 0) {
+    EXPECT_LE(d.subgroup_lanes, d.subgroup_size);
+    EXPECT_EQ(d.subgroup_lanes & (d.subgroup_lanes - 1), 0u) << "a power of two";
+    if (d.bug_partial_subgroups) {
+      EXPECT_LT(d.subgroup_lanes, d.subgroup_size);
+    } else {
+      EXPECT_EQ(d.subgroup_lanes, d.subgroup_size);
+    }
+  }
+  if (d.vendor == Vendor::mesa_cpu) {
+    EXPECT_GE(d.subgroup_lanes, 4u) << "lavapipe's subgroup operations work";
+    if (width_env) {
+      const uint32_t width = static_cast<uint32_t>(std::atoi(width_env));
+      EXPECT_EQ(d.subgroup_size, width / 32);
+      if (width >= 1024) {
+        // Mesa 22.3 runs 16 lanes per subgroup here; a fixed driver would run them all.
+        EXPECT_TRUE((!d.bug_partial_subgroups && d.subgroup_lanes == d.subgroup_size) ||
+                    (d.bug_partial_subgroups && d.subgroup_lanes == 16));
+      } else {
+        EXPECT_FALSE(d.bug_partial_subgroups);
+        EXPECT_EQ(d.subgroup_lanes, d.subgroup_size);
+      }
+    }
+  }
+
+  // A decode plan takes its lanes from the probe and gets the right answer with them.
+  Context& ctx = context();
+  const KvCacheDesc desc{2, 2, 64, 100, DType::f32, 16};
+  KvCache cache(ctx, desc);
+  const KvHost kv = random_kv(desc, 50);
+  write_all(cache, kv);
+  ScopedEnv load("GQAVK_KV_LOAD", nullptr);
+  ScopedEnv reduction("GQAVK_REDUCTION", nullptr);
+  DecodePlan plan(ctx, cache, {2, std::nullopt, 1});
+  if (plan.impl().tuning.reduction == Reduction::subgroup) {
+    EXPECT_EQ(plan.impl().tuning.lanes, d.subgroup_lanes);
+  }
+  const std::vector<uint32_t> lengths = {100, 37};
+  run_and_check(plan, kv, 2, random_q(2, 2, 64, 51), lengths, default_scale(64));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Features at the default width. One small GQA shape: H=4, G=2, D=64.
 
 class Decode : public GpuTest {};
 
-TEST_F(Decode, Basic) {
-  const auto& d = context().device();
-  std::printf("%s lanes %u partial %d\n", d.name.c_str(), d.subgroup_lanes, d.bug_partial_subgroups);
-  EXPECT_LT(run_case({1, 32, 8, 128, 1000, DType::f16, 1}), 1e-4);
-  EXPECT_LT(run_case({2, 32, 8, 128, 1000, DType::f32, 5}), 1e-4);
-  EXPECT_LT(run_case({1, 8, 1, 64, 77, DType::f32, 0}), 1e-4);
+TEST_F(Decode, CustomScale) {
+  Context& ctx = context();
+  const KvCacheDesc desc{2, 2, 64, 200, DType::f16, 16};
+  KvCache cache(ctx, desc);
+  const KvHost kv = random_kv(desc, 60);
+  write_all(cache, kv);
+  const std::vector<uint32_t> lengths = {200, 9};
+  const std::vector<float> q = random_q(2, 4, 64, 61);
+  std::vector<float> previous;
+  for (float scale : {0.5f, 0.03f, 1.0f, 3.0f, 1e-3f}) {
+    SCOPED_TRACE("scale " + std::to_string(scale));
+    DecodePlan plan(ctx, cache, {4, scale, 1});
+    const std::vector<float> out = run_and_check(plan, kv, 4, q, lengths, double{scale});
+    EXPECT_NE(out, previous) << "the scale changed nothing";
+    previous = out;
+  }
+}
+
+// Only lengths[b] tokens are read: the rest of the capacity holds 1e4, then NaN and inf.
+TEST_F(Decode, IgnoresGarbagePastTheLength) {
+  Context& ctx = context();
+  const KvCacheDesc desc{3, 2, 64, 512, DType::f16, 16};
+  KvCache cache(ctx, desc);
+  KvHost kv = random_kv(desc, 70);
+  const std::vector<uint32_t> lengths = {1, 200, 511};
+  DecodePlan whole(ctx, cache, {4, std::nullopt, 1});
+  DecodePlan split(ctx, cache, {4, std::nullopt, 4});
+  const std::vector<float> q = random_q(3, 4, 64, 71);
+  for (float garbage : {1e4f, NAN, INFINITY}) {
+    SCOPED_TRACE("garbage " + std::to_string(garbage));
+    for (uint32_t b = 0; b < 3; ++b) {
+      for (uint32_t g = 0; g < 2; ++g) {
+        std::fill(kv.k.begin() + kv.offset(b, g, lengths[b]), kv.k.begin() + kv.offset(b, g, 512),
+                  garbage);
+        std::fill(kv.v.begin() + kv.offset(b, g, lengths[b]), kv.v.begin() + kv.offset(b, g, 512),
+                  -garbage);
+      }
+    }
+    write_all(cache, kv);
+    run_and_check(whole, kv, 4, q, lengths, default_scale(64));
+    run_and_check(split, kv, 4, q, lengths, default_scale(64));
+  }
+}
+
+// KvCache::write in chunks whose boundaries do not fall on blocks, two sequences interleaved, a
+// decode after each round (lengths grow), then an overwrite across block boundaries.
+struct WriteCase {
+  uint32_t block_tokens;
+  DType dtype;
+};
+
+class IncrementalWrites : public GpuTest, public ::testing::WithParamInterface<WriteCase> {};
+
+void PrintTo(const WriteCase& c, std::ostream* os) {
+  *os << "block_tokens " << c.block_tokens << " " << to_string(c.dtype);
+}
+
+TEST_P(IncrementalWrites, MatchReference) {
+  const auto [block_tokens, dtype] = GetParam();
+  Context& ctx = context();
+  const KvCacheDesc desc{2, 2, 64, 700, dtype, block_tokens};
+  KvCache cache(ctx, desc);
+  KvHost kv = random_kv(desc, 80);
+  DecodePlan plan(ctx, cache, {4, std::nullopt, 3});
+  const std::vector<uint32_t> chunks[2] = {{1, 5, 17, 3, 100, 31, 256, 7, 280},
+                                           {300, 2, 64, 1, 333}};
+  uint32_t written[2] = {0, 0};
+  for (size_t round = 0; round < chunks[0].size(); ++round) {
+    for (uint32_t b = 0; b < 2; ++b) {
+      if (round < chunks[b].size()) {
+        write_tokens(cache, kv, b, written[b], chunks[b][round]);
+        written[b] += chunks[b][round];
+      }
+    }
+    SCOPED_TRACE("round " + std::to_string(round));
+    const std::vector<uint32_t> lengths = {written[0], written[1]};
+    run_and_check(plan, kv, 4, random_q(2, 4, 64, 81 + static_cast<uint32_t>(round)), lengths,
+                  default_scale(64));
+  }
+  ASSERT_EQ(written[0], 700u);
+  ASSERT_EQ(written[1], 700u);
+
+  // Overwrite tokens [250, 530) of sequence 1: later writes replace earlier ones.
+  const KvHost fresh = random_kv(desc, 90);
+  for (uint32_t g = 0; g < 2; ++g) {
+    std::copy_n(fresh.k.begin() + kv.offset(1, g, 250), 280 * 64,
+                kv.k.begin() + kv.offset(1, g, 250));
+    std::copy_n(fresh.v.begin() + kv.offset(1, g, 250), 280 * 64,
+                kv.v.begin() + kv.offset(1, g, 250));
+  }
+  write_tokens(cache, kv, 1, 250, 280);
+  const std::vector<uint32_t> lengths = {700, 700};
+  run_and_check(plan, kv, 4, random_q(2, 4, 64, 91), lengths, default_scale(64));
+}
+
+std::string write_name(const ::testing::TestParamInfo<WriteCase>& info) {
+  return "block" + std::to_string(info.param.block_tokens) + "_" + to_string(info.param.dtype);
+}
+
+INSTANTIATE_TEST_SUITE_P(DefaultWidth, IncrementalWrites,
+                         ::testing::Values(WriteCase{1, DType::f16}, WriteCase{16, DType::f32},
+                                           WriteCase{256, DType::f16}),
+                         write_name);
+
+// write_f16 stores the given halves: the output matches the reference on those values, and is
+// bit for bit the output of write() with floats that round to the same halves.
+TEST_F(Decode, WriteF16) {
+  Context& ctx = context();
+  const KvCacheDesc desc{2, 2, 64, 150, DType::f16, 16};
+  KvCache by_halves(ctx, desc);
+  KvCache by_floats(ctx, desc);
+  const KvHost kv = random_kv(desc, 100);  // already f16-exact
+  for (uint32_t b = 0; b < 2; ++b) {
+    for (auto [first, n] : {std::pair<uint32_t, uint32_t>{0, 61}, {61, 89}}) {
+      const std::vector<float> k = kv.slice_k(b, first, n);
+      const std::vector<float> v = kv.slice_v(b, first, n);
+      std::vector<uint16_t> kh(k.size()), vh(v.size());
+      floats_to_halves(k, kh);
+      floats_to_halves(v, vh);
+      by_halves.write_f16(b, first, n, kh, vh);
+    }
+  }
+  write_all(by_floats, kv);
+  DecodePlan plan_h(ctx, by_halves, {4, std::nullopt, 1});
+  DecodePlan plan_f(ctx, by_floats, {4, std::nullopt, 1});
+  const std::vector<uint32_t> lengths = {150, 64};
+  const std::vector<float> q = random_q(2, 4, 64, 101);
+  const std::vector<float> out_h = run_and_check(plan_h, kv, 4, q, lengths, default_scale(64));
+  EXPECT_EQ(out_h, plan_f.run(q, lengths));
+}
+
+// A plan reused for many runs as lengths grow by one token per step, as in decoding: the split
+// plan starts with more splits than keys; the automatic one picks its own count.
+TEST_F(Decode, PlanReusedAsLengthsGrow) {
+  Context& ctx = context();
+  const KvCacheDesc desc{2, 2, 64, 160, DType::f16, 16};
+  KvCache cache(ctx, desc);
+  const KvHost kv = random_kv(desc, 110);
+  constexpr uint32_t kPrompt = 37;
+  write_tokens(cache, kv, 1, 0, kPrompt);
+  DecodePlan split(ctx, cache, {4, std::nullopt, 4});
+  DecodePlan automatic(ctx, cache, {4, std::nullopt, 0});
+  EXPECT_GE(automatic.splits(), 1u);
+  EXPECT_LE(automatic.splits(), 64u);
+  for (uint32_t step = 0; step + kPrompt < 160; ++step) {
+    write_tokens(cache, kv, 0, step, 1);
+    write_tokens(cache, kv, 1, kPrompt + step, 1);
+    const std::vector<uint32_t> lengths = {step + 1, kPrompt + step + 1};
+    const std::vector<float> q = random_q(2, 4, 64, 200 + step);
+    SCOPED_TRACE("step " + std::to_string(step));
+    run_and_check(split, kv, 4, q, lengths, default_scale(64));
+    run_and_check(automatic, kv, 4, q, lengths, default_scale(64));
+    if (HasFailure()) break;
+  }
 }
 
 }  // namespace

@@ -1,5 +1,10 @@
 #include "test_support.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+
 namespace gqavk::test {
 
 Context& context() {
@@ -27,6 +32,156 @@ std::vector<float> random_values(size_t n, uint32_t seed, float lo, float hi) {
   std::vector<float> v(n);
   for (float& x : v) x = dist(rng);
   return v;
+}
+
+std::vector<float> random_integers(size_t n, uint32_t seed, int lo, int hi) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = static_cast<float>(dist(rng));
+  return v;
+}
+
+void round_to_f16(std::span<float> values) {
+  for (float& x : values) x = half_to_float(float_to_half(x));
+}
+
+namespace {
+
+std::vector<float> slice(const KvHost& kv, const std::vector<float>& src, uint32_t b,
+                         uint32_t first, uint32_t n) {
+  std::vector<float> out(size_t{kv.kv_heads} * n * kv.head_dim);
+  for (uint32_t g = 0; g < kv.kv_heads; ++g) {
+    const float* from = src.data() + kv.offset(b, g, first);
+    std::copy(from, from + size_t{n} * kv.head_dim, out.begin() + size_t{g} * n * kv.head_dim);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<float> KvHost::slice_k(uint32_t b, uint32_t first, uint32_t n) const {
+  return slice(*this, k, b, first, n);
+}
+
+std::vector<float> KvHost::slice_v(uint32_t b, uint32_t first, uint32_t n) const {
+  return slice(*this, v, b, first, n);
+}
+
+KvHost random_kv(const KvCacheDesc& desc, uint32_t seed, float lo, float hi) {
+  KvHost kv;
+  kv.batch = desc.batch;
+  kv.kv_heads = desc.kv_heads;
+  kv.head_dim = desc.head_dim;
+  kv.capacity = desc.capacity_tokens;
+  const size_t n = size_t{desc.batch} * desc.kv_heads * desc.capacity_tokens * desc.head_dim;
+  kv.k = random_values(n, seed, lo, hi);
+  kv.v = random_values(n, seed + 1000, lo, hi);
+  if (desc.dtype == DType::f16) {
+    round_to_f16(kv.k);
+    round_to_f16(kv.v);
+  }
+  return kv;
+}
+
+void write_tokens(KvCache& cache, const KvHost& kv, uint32_t b, uint32_t first, uint32_t n) {
+  cache.write(b, first, n, kv.slice_k(b, first, n), kv.slice_v(b, first, n));
+}
+
+void write_all(KvCache& cache, const KvHost& kv, std::span<const uint32_t> lengths) {
+  // In chunks of whole blocks, about 128 copy regions each: a write records a region per (block,
+  // head, K or V), and the validation layer compares a command's regions pairwise, which took 30 s
+  // for one 4097-token, 32-head sequence written at once.
+  const uint32_t block = cache.desc().block_tokens;
+  const uint32_t chunk = block * std::max(1u, 64 / kv.kv_heads);
+  for (uint32_t b = 0; b < kv.batch; ++b) {
+    const uint32_t n = lengths.empty() ? kv.capacity : lengths[b];
+    for (uint32_t first = 0; first < n; first += chunk) {
+      write_tokens(cache, kv, b, first, std::min(chunk, n - first));
+    }
+  }
+}
+
+::testing::AssertionResult all_close(std::span<const float> got, std::span<const double> want,
+                                     uint32_t q_heads, uint32_t head_dim, double atol,
+                                     double rtol) {
+  if (got.size() != want.size()) {
+    return ::testing::AssertionFailure()
+           << "output has " << got.size() << " values, reference " << want.size();
+  }
+  size_t worst = 0, bad = 0;
+  double worst_excess = -1;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double err = std::abs(double{got[i]} - want[i]);
+    const double tol = atol + rtol * std::abs(want[i]);
+    // A NaN output compares false with everything: count it as bad explicitly.
+    const bool ok = std::isfinite(got[i]) && err <= tol;
+    const double excess = std::isfinite(err) ? err - tol : INFINITY;
+    if (!ok) ++bad;
+    if (excess > worst_excess) {
+      worst_excess = excess;
+      worst = i;
+    }
+  }
+  const size_t row = worst / head_dim;
+  std::ostringstream where;
+  where << "(b " << row / q_heads << ", h " << row % q_heads << ", d " << worst % head_dim
+        << "): got " << got[worst] << ", want " << want[worst] << ", |diff| "
+        << std::abs(double{got[worst]} - want[worst]) << ", tolerance "
+        << atol + rtol * std::abs(want[worst]);
+  if (bad > 0) {
+    return ::testing::AssertionFailure()
+           << bad << " of " << got.size() << " values outside tolerance; worst at " << where.str();
+  }
+  return ::testing::AssertionSuccess() << "closest to the tolerance at " << where.str();
+}
+
+double max_abs_diff(std::span<const float> got, std::span<const double> want) {
+  double m = 0;
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
+    m = std::max(m, std::abs(double{got[i]} - want[i]));
+  }
+  return m;
+}
+
+ScopedEnv::ScopedEnv(const char* name, const char* value) : name_(name) {
+  if (const char* old = std::getenv(name)) old_ = old;
+  if (value) {
+    setenv(name, value, 1);
+  } else {
+    unsetenv(name);
+  }
+}
+
+ScopedEnv::~ScopedEnv() {
+  if (old_) {
+    setenv(name_.c_str(), old_->c_str(), 1);
+  } else {
+    unsetenv(name_.c_str());
+  }
+}
+
+::testing::AssertionResult throws_error(const std::function<void()>& fn, ErrorCode code,
+                                        std::initializer_list<std::string> parts) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    if (e.code() != code) {
+      return ::testing::AssertionFailure() << "threw gqavk::Error " << to_string(e.code())
+                                           << ", expected " << to_string(code) << ": " << msg;
+    }
+    for (const std::string& p : parts) {
+      if (msg.find(p) == std::string::npos) {
+        return ::testing::AssertionFailure()
+               << "the " << to_string(code) << " message does not name '" << p << "': " << msg;
+      }
+    }
+    return ::testing::AssertionSuccess() << to_string(code) << ": " << msg;
+  } catch (const std::exception& e) {
+    return ::testing::AssertionFailure() << "threw another exception: " << e.what();
+  }
+  return ::testing::AssertionFailure() << "did not throw (expected " << to_string(code) << ")";
 }
 
 }  // namespace gqavk::test

@@ -1,0 +1,365 @@
+// choose_decode_tuning on hand-made device records, no GPU needed. The tests assert properties
+// that must hold whatever numbers the tuning picks (the speed work changes those), never the
+// numbers themselves.
+#include "tuning.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "gqavk/error.hpp"
+#include "test_support.hpp"
+
+namespace gqavk {
+namespace {
+
+using test::ScopedEnv;
+using test::throws_error;
+
+constexpr uint32_t kAllSubgroupOps = kSubgroupBasic | kSubgroupVote | kSubgroupArithmetic |
+                                     kSubgroupBallot | kSubgroupShuffle | kSubgroupShuffleRelative |
+                                     kSubgroupClustered | kSubgroupQuad;
+constexpr uint64_t kMiB = 1ull << 20;
+constexpr uint64_t kGiB = 1ull << 30;
+
+DeviceInfo gpu(const char* name, Vendor vendor, uint32_t subgroup, uint32_t min_size,
+               uint32_t max_size, uint32_t compute_units) {
+  DeviceInfo d;
+  d.name = name;
+  d.vendor = vendor;
+  d.type = DeviceType::discrete;
+  d.subgroup_size = subgroup;
+  d.subgroup_ops = kAllSubgroupOps;
+  d.subgroup_size_control = true;
+  d.compute_full_subgroups = true;
+  d.min_subgroup_size = min_size;
+  d.max_subgroup_size = max_size;
+  d.subgroup_lanes = subgroup;
+  d.storage_buffer_16bit = true;
+  d.shader_float16 = true;
+  d.max_storage_buffer_range = 4 * kGiB - 1;
+  d.max_texel_buffer_elements = 1u << 27;
+  d.max_memory_allocation_size = 16 * kGiB;
+  d.max_buffer_size = 16 * kGiB;
+  d.max_shared_memory_bytes = 48 * 1024;
+  d.max_workgroup_invocations = 1024;
+  d.max_workgroup_count[0] = 0x7fffffff;
+  d.max_workgroup_count[1] = 65535;
+  d.max_workgroup_count[2] = 65535;
+  d.max_push_constants_bytes = 256;
+  d.max_descriptor_set_storage_buffers = 1u << 20;
+  d.timestamp_period_ns = 1;
+  d.timestamp_valid_bits = 64;
+  d.compute_units = compute_units;
+  return d;
+}
+
+DeviceInfo nvidia_like() { return gpu("NVIDIA-like", Vendor::nvidia, 32, 32, 32, 132); }
+
+DeviceInfo amd_like() {  // wave64 by default, wave32 on request
+  return gpu("AMD-like", Vendor::amd, 64, 32, 64, 96);
+}
+
+DeviceInfo intel_like() {
+  DeviceInfo d = gpu("Intel-like", Vendor::intel, 32, 8, 32, 96);
+  d.type = DeviceType::integrated;
+  d.max_storage_buffer_range = kGiB;
+  d.max_memory_allocation_size = 4 * kGiB;
+  return d;
+}
+
+DeviceInfo lavapipe_like() {  // Mesa 22.3 at the default 256-bit width
+  DeviceInfo d = gpu("llvmpipe-like", Vendor::mesa_cpu, 8, 8, 8, 2);
+  d.type = DeviceType::cpu;
+  d.max_storage_buffer_range = 128 * kMiB;
+  d.max_memory_allocation_size = 2 * kGiB;
+  d.max_workgroup_count[0] = d.max_workgroup_count[1] = d.max_workgroup_count[2] = 65535;
+  return d;
+}
+
+DeviceInfo no_subgroup_ops() {  // basic subgroups only, so the probe found nothing usable
+  DeviceInfo d = gpu("no-subgroup-ops", Vendor::other, 32, 32, 32, 16);
+  d.subgroup_ops = kSubgroupBasic;
+  d.subgroup_size_control = false;
+  d.subgroup_lanes = 0;
+  return d;
+}
+
+DeviceInfo partial_subgroups() {  // lavapipe at LP_NATIVE_VECTOR_WIDTH=1024
+  DeviceInfo d = lavapipe_like();
+  d.name = "partial-subgroups";
+  d.subgroup_size = d.min_subgroup_size = d.max_subgroup_size = 32;
+  d.subgroup_lanes = 16;
+  d.bug_partial_subgroups = true;
+  return d;
+}
+
+bool is_gpu(const DeviceInfo& d) { return d.vendor != Vendor::mesa_cpu; }
+
+constexpr uint32_t kBlockTokens = 16;
+
+DecodeShape make_shape(uint32_t batch, uint32_t q_heads, uint32_t kv_heads, uint32_t head_dim,
+                       DType dtype, uint32_t capacity) {
+  const uint64_t blocks = (capacity + kBlockTokens - 1) / kBlockTokens;
+  const uint64_t pool =
+      uint64_t{batch} * blocks * 2 * kv_heads * kBlockTokens * head_dim * dtype_bytes(dtype);
+  return {batch, q_heads, kv_heads, head_dim, dtype, capacity, pool};
+}
+
+DecodeShape with_pool(DecodeShape s, uint64_t pool_bytes) {
+  s.pool_bytes = pool_bytes;
+  return s;
+}
+
+std::string describe(const DecodeShape& s) {
+  return "B " + std::to_string(s.batch) + " H " + std::to_string(s.q_heads) + " G " +
+         std::to_string(s.kv_heads) + " D " + std::to_string(s.head_dim) + " " +
+         to_string(s.dtype) + " capacity " + std::to_string(s.capacity_tokens) + " pool " +
+         std::to_string(s.pool_bytes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties over a sweep of shapes, for every kind of device.
+
+struct DeviceCase {
+  const char* name;
+  DeviceInfo (*make)();
+};
+
+void PrintTo(const DeviceCase& c, std::ostream* os) { *os << c.name; }
+
+std::string device_case_name(const ::testing::TestParamInfo<DeviceCase>& param_info) {
+  return param_info.param.name;
+}
+
+class TuningProperties : public ::testing::TestWithParam<DeviceCase> {};
+
+TEST_P(TuningProperties, HoldForEveryShape) {
+  const DeviceInfo dev = GetParam().make();
+  const LoadPath preferred = is_gpu(dev) ? LoadPath::storage : LoadPath::texel;
+  const LoadPath other = preferred == LoadPath::texel ? LoadPath::storage : LoadPath::texel;
+  const uint32_t heads[][2] = {{32, 8}, {28, 4}, {71, 1}, {14, 2},  {32, 32},
+                               {16, 8}, {8, 1},  {64, 8}, {128, 1}, {1, 1}};
+  int checked = 0;
+  for (uint32_t batch : {1u, 7u, 64u}) {
+    for (const auto& hg : heads) {
+      for (uint32_t d : {64u, 80u, 96u, 112u, 128u, 192u, 256u}) {
+        for (DType dtype : {DType::f16, DType::f32}) {
+          for (uint32_t capacity : {1u, 1000u, 32768u}) {
+            const DecodeShape s = make_shape(batch, hg[0], hg[1], d, dtype, capacity);
+            SCOPED_TRACE(describe(s));
+            const bool fits_preferred = s.pool_bytes <= max_binding_bytes(dev, preferred);
+            const bool fits_other = s.pool_bytes <= max_binding_bytes(dev, other);
+            if (!fits_preferred && !fits_other) {
+              EXPECT_TRUE(throws_error([&] { choose_decode_tuning(dev, s, 0); },
+                                       ErrorCode::unsupported, {std::to_string(s.pool_bytes)}));
+              continue;
+            }
+            const DecodeTuning t = choose_decode_tuning(dev, s, 0);
+            ++checked;
+            EXPECT_EQ(t.load_path, fits_preferred ? preferred : other);
+            if (dev.subgroup_lanes == 0) {
+              EXPECT_EQ(t.reduction, Reduction::shared);
+            } else {
+              EXPECT_EQ(t.reduction, Reduction::subgroup);
+              EXPECT_EQ(t.lanes, dev.subgroup_lanes);
+            }
+            EXPECT_GE(t.lanes, 1u);
+            EXPECT_LE(t.lanes, dev.max_workgroup_invocations);
+            if (dev.bug_partial_subgroups) {
+              EXPECT_EQ(t.required_subgroup_size, 0u);
+            }
+            if (t.required_subgroup_size != 0) {
+              EXPECT_TRUE(dev.subgroup_size_control);
+              EXPECT_EQ(t.required_subgroup_size, t.lanes);
+              EXPECT_GE(t.required_subgroup_size, dev.min_subgroup_size);
+              EXPECT_LE(t.required_subgroup_size, dev.max_subgroup_size);
+            }
+            const uint32_t group = s.q_heads / s.kv_heads;
+            EXPECT_GE(t.heads_per_workgroup, 1u);
+            EXPECT_LE(t.heads_per_workgroup, group);
+            EXPECT_GE(t.heads_per_workgroup * t.head_chunks, group);
+            EXPECT_LT((t.head_chunks - 1) * t.heads_per_workgroup, group) << "an empty chunk";
+            EXPECT_GE(t.keys_per_lane, 1u);
+            EXPECT_GE(t.max_splits, 1u);
+            EXPECT_LE(t.max_splits, 64u);
+            EXPECT_LE(t.max_splits, s.capacity_tokens) << "a split that can never hold a key";
+            for (uint32_t requested : {1u, 3u, 16u, 1024u}) {
+              EXPECT_EQ(choose_decode_tuning(dev, s, requested).max_splits, requested);
+            }
+            if (HasFailure()) return;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 100);
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, TuningProperties,
+                         ::testing::Values(DeviceCase{"nvidia", nvidia_like},
+                                           DeviceCase{"amd", amd_like},
+                                           DeviceCase{"intel", intel_like},
+                                           DeviceCase{"lavapipe", lavapipe_like},
+                                           DeviceCase{"no_subgroup_ops", no_subgroup_ops},
+                                           DeviceCase{"partial_subgroups", partial_subgroups}),
+                         device_case_name);
+
+// ---------------------------------------------------------------------------------------------
+// Single decisions.
+
+const DecodeShape kLlama = make_shape(1, 32, 8, 128, DType::f16, 4096);
+
+TEST(Tuning, SharedReductionWithoutUsableSubgroups) {
+  const DeviceInfo dev = no_subgroup_ops();
+  EXPECT_EQ(choose_decode_tuning(dev, kLlama, 0).reduction, Reduction::shared);
+  // Even when asked for: the device cannot run the subgroup variant.
+  EXPECT_EQ(choose_decode_tuning(dev, kLlama, 0, {"", "subgroup"}).reduction, Reduction::shared);
+}
+
+TEST(Tuning, LanesAreTheProbedSubgroupLanes) {
+  for (const DeviceInfo& dev : {nvidia_like(), amd_like(), intel_like(), lavapipe_like()}) {
+    SCOPED_TRACE(dev.name);
+    const DecodeTuning t = choose_decode_tuning(dev, kLlama, 0);
+    EXPECT_EQ(t.reduction, Reduction::subgroup);
+    EXPECT_EQ(t.lanes, dev.subgroup_lanes);
+  }
+}
+
+TEST(Tuning, NoRequiredSubgroupSizeWithPartialSubgroups) {
+  const DeviceInfo dev = partial_subgroups();
+  const DecodeTuning t = choose_decode_tuning(dev, kLlama, 0);
+  EXPECT_EQ(t.lanes, 16u);
+  EXPECT_EQ(t.required_subgroup_size, 0u);
+  // Shared memory needs no subgroup size either.
+  const DecodeTuning s = choose_decode_tuning(dev, kLlama, 0, {"", "shared"});
+  EXPECT_EQ(s.reduction, Reduction::shared);
+  EXPECT_EQ(s.required_subgroup_size, 0u);
+}
+
+TEST(Tuning, TexelOnLavapipeStorageOnGpus) {
+  EXPECT_EQ(choose_decode_tuning(lavapipe_like(), kLlama, 0).load_path, LoadPath::texel);
+  for (const DeviceInfo& dev : {nvidia_like(), amd_like(), intel_like(), no_subgroup_ops()}) {
+    SCOPED_TRACE(dev.name);
+    EXPECT_EQ(choose_decode_tuning(dev, kLlama, 0).load_path, LoadPath::storage);
+  }
+}
+
+TEST(Tuning, OtherPathWhenThePoolExceedsThePreferredBinding) {
+  // lavapipe prefers texel; with a small texel limit, a 100 MiB pool takes the storage path.
+  DeviceInfo cpu = lavapipe_like();
+  cpu.max_texel_buffer_elements = 1u << 20;  // 16 MiB of texels
+  EXPECT_EQ(choose_decode_tuning(cpu, with_pool(kLlama, 100 * kMiB), 0).load_path,
+            LoadPath::storage);
+  // A GPU prefers storage; past a 128 MiB storage range, a 1 GiB pool takes the texel path.
+  DeviceInfo mobile = intel_like();
+  mobile.max_storage_buffer_range = 128 * kMiB;
+  EXPECT_EQ(choose_decode_tuning(mobile, with_pool(kLlama, kGiB), 0).load_path, LoadPath::texel);
+}
+
+TEST(Tuning, UnsupportedWhenThePoolExceedsEveryBinding) {
+  for (const DeviceInfo& dev : {nvidia_like(), lavapipe_like(), intel_like()}) {
+    SCOPED_TRACE(dev.name);
+    const uint64_t pool = std::max(max_binding_bytes(dev, LoadPath::texel),
+                                   max_binding_bytes(dev, LoadPath::storage)) +
+                          16;
+    EXPECT_TRUE(throws_error([&] { choose_decode_tuning(dev, with_pool(kLlama, pool), 0); },
+                             ErrorCode::unsupported, {std::to_string(pool), dev.name}));
+  }
+}
+
+TEST(Tuning, ForcedLoadPathNeverFallsBack) {
+  // Overrides exist to test one variant; a silent switch to the other would hide it.
+  DeviceInfo dev = lavapipe_like();
+  const DecodeShape big = with_pool(kLlama, 200 * kMiB);  // past the 128 MiB storage range
+  EXPECT_EQ(choose_decode_tuning(dev, big, 0).load_path, LoadPath::texel);
+  EXPECT_TRUE(throws_error(
+      [&] {
+        choose_decode_tuning(dev, big, 0, {"storage", ""});
+      },
+      ErrorCode::unsupported, {std::to_string(200 * kMiB)}));
+}
+
+TEST(Tuning, OverridesChooseTheVariant) {
+  for (const DeviceInfo& dev : {nvidia_like(), lavapipe_like()}) {
+    SCOPED_TRACE(dev.name);
+    for (const char* load : {"texel", "storage"}) {
+      for (const char* reduction : {"subgroup", "shared"}) {
+        const DecodeTuning t = choose_decode_tuning(dev, kLlama, 0, {load, reduction});
+        EXPECT_EQ(t.load_path, std::string(load) == "texel" ? LoadPath::texel : LoadPath::storage);
+        EXPECT_EQ(t.reduction,
+                  std::string(reduction) == "shared" ? Reduction::shared : Reduction::subgroup);
+        EXPECT_GE(t.lanes, 1u);
+        EXPECT_LE(t.lanes, dev.max_workgroup_invocations);
+      }
+    }
+  }
+}
+
+TEST(Tuning, OverrideStringsAreValidated) {
+  const DeviceInfo dev = nvidia_like();
+  EXPECT_NO_THROW(choose_decode_tuning(dev, kLlama, 0, {"", ""}));
+  for (const char* bad : {"fast", "Texel", "texel ", "buffer"}) {
+    EXPECT_TRUE(throws_error(
+        [&] {
+          choose_decode_tuning(dev, kLlama, 0, {bad, ""});
+        },
+        ErrorCode::invalid_argument,
+        {std::string("GQAVK_KV_LOAD='") + bad + "'", "texel or storage"}));
+  }
+  for (const char* bad : {"warp", "Shared", "subgroups"}) {
+    EXPECT_TRUE(throws_error(
+        [&] {
+          choose_decode_tuning(dev, kLlama, 0, {"", bad});
+        },
+        ErrorCode::invalid_argument,
+        {std::string("GQAVK_REDUCTION='") + bad + "'", "subgroup or shared"}));
+  }
+}
+
+TEST(Tuning, OverridesComeFromTheEnvironment) {
+  {
+    ScopedEnv load("GQAVK_KV_LOAD", "texel");
+    ScopedEnv reduction("GQAVK_REDUCTION", "shared");
+    const TuningOverrides o = overrides_from_env();
+    EXPECT_EQ(o.load_path, "texel");
+    EXPECT_EQ(o.reduction, "shared");
+  }
+  ScopedEnv load("GQAVK_KV_LOAD", nullptr);
+  ScopedEnv reduction("GQAVK_REDUCTION", nullptr);
+  const TuningOverrides o = overrides_from_env();
+  EXPECT_EQ(o.load_path, "");
+  EXPECT_EQ(o.reduction, "");
+}
+
+TEST(Tuning, RequestedSplitsAreKept) {
+  for (uint32_t requested : {1u, 2u, 3u, 16u, 64u, 300u, 1024u}) {
+    EXPECT_EQ(choose_decode_tuning(nvidia_like(), kLlama, requested).max_splits, requested);
+    EXPECT_EQ(choose_decode_tuning(lavapipe_like(), kLlama, requested).max_splits, requested);
+  }
+}
+
+TEST(Tuning, MoreSplitsForOneLongSequenceThanForABatch) {
+  for (const DeviceInfo& dev : {nvidia_like(), amd_like(), intel_like(), lavapipe_like()}) {
+    SCOPED_TRACE(dev.name);
+    for (const auto& [h, g] : {std::pair{32u, 8u}, std::pair{8u, 1u}}) {
+      // The pool size only picks the load path; keep it bindable so the split counts compare.
+      const auto splits = [&](uint32_t batch) {
+        const DecodeShape s = make_shape(batch, h, g, 128, DType::f16, 32768);
+        return choose_decode_tuning(dev, with_pool(s, 64 * kMiB), 0).max_splits;
+      };
+      const uint32_t one = splits(1), many = splits(64);
+      EXPECT_GE(one, many) << "H " << h << " G " << g;
+      // A GPU has far more compute units than one sequence's KV heads fill; a CPU does for MQA.
+      if (is_gpu(dev) || g == 1) {
+        EXPECT_GT(one, many) << "H " << h << " G " << g;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gqavk
