@@ -196,8 +196,8 @@ void DecodePlan::run(std::span<const float> q, std::span<const uint32_t> lengths
   p.check_run(q.size(), lengths, out.size());
   for (size_t i = 0; i < q.size(); ++i) {
     if (!std::isfinite(q[i])) {
-      throw Error(ErrorCode::invalid_argument, "q[" + std::to_string(i) + "] = " +
-                                                   std::to_string(q[i]) +
+      throw Error(ErrorCode::invalid_argument, "q[" + std::to_string(i) +
+                                                   "] = " + std::to_string(q[i]) +
                                                    " is not finite (expected finite query values)");
     }
   }
