@@ -290,12 +290,14 @@ std::vector<VariantCase> variant_cases(std::initializer_list<Shape> shapes) {
   return out;
 }
 
+// lavapipe compiles the storage variants slowly (a loop per lane for each load), so the other
+// widths get the cheapest shape only.
 INSTANTIATE_TEST_SUITE_P(DefaultWidth, Variants,
-                         ::testing::ValuesIn(variant_cases({Shape{4, 1, 128, DType::f16}})),
+                         ::testing::ValuesIn(variant_cases({Shape{4, 1, 128, DType::f16},
+                                                            Shape{4, 2, 80, DType::f32}})),
                          variant_name);
 INSTANTIATE_TEST_SUITE_P(EveryWidth, Variants,
-                         ::testing::ValuesIn(variant_cases({Shape{4, 2, 80, DType::f32},
-                                                            Shape{2, 2, 112, DType::f16}})),
+                         ::testing::ValuesIn(variant_cases({Shape{2, 2, 112, DType::f16}})),
                          variant_name);
 
 // ---------------------------------------------------------------------------------------------
