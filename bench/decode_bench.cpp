@@ -1,7 +1,8 @@
 // gqavk-bench: decode attention against the streaming-read and FMA roofline of the same device.
 // Each benchmark reports GPU time from timestamp queries as manual time, bytes_per_second for the
 // K and V bytes read, and vs_roofline = time / max(read time, FMA time) for the same bytes and
-// FLOPs.
+// FLOPs; floor_vs_roofline is that ratio for the decode floor (bench/roofline.hpp), the lowest
+// vs_roofline the device allows.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -125,6 +126,9 @@ void run_decode(benchmark::State& state, Case c) {
   const ReadResult read = roofline().read_seconds(caches[0]->impl().pool, kv_bytes);
   const double fma_s = flops / roofline().fma_flops_per_second();
   const double roof_s = std::max(read.seconds, fma_s);
+  // The floor: the same bytes widened and fed to H/G multiply-adds each, nothing else.
+  const ReadResult floor = roofline().floor_seconds(caches[0]->impl().pool, kv_bytes,
+                                                    kHeads / c.kv_heads, c.dtype == DType::f16);
 
   double total_s = 0;
   size_t i = 0;
@@ -140,6 +144,7 @@ void run_decode(benchmark::State& state, Case c) {
   state.counters["vs_roofline"] = mean_s / roof_s;
   state.counters["roof_read_ms"] = read.seconds * 1e3;
   state.counters["roof_fma_ms"] = fma_s * 1e3;
+  state.counters["floor_vs_roofline"] = floor.seconds / roof_s;
   state.counters["splits"] = plans[0]->splits();
   state.counters["max_err"] = err;
   state.SetLabel("roof read: " + read.variant);

@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <optional>
+#include <span>
+#include <utility>
+#include <vector>
 
 #include "commands.hpp"
 #include "pipeline.hpp"
@@ -13,18 +17,50 @@
 namespace gqavk::bench {
 
 namespace {
-constexpr uint32_t kLanes = 64;
-constexpr uint32_t kTexelsPerGroup = kLanes * 256;  // 256 KiB a workgroup
+constexpr uint32_t kLanes = 64;  // workgroup of the GPU-style read variants and the FMA kernel
+constexpr uint32_t kBatch = 8;   // BATCH in roofline_read.comp and decode_floor.comp
+constexpr uint32_t kMaxGroups = 32768;  // sizes the sink
+constexpr uint32_t kFloorHeads = 4;     // query heads per pass of the decode floor
 constexpr uint32_t kFmaGroups = 4096;
-constexpr uint32_t kMaxReadGroups = 32768;  // 8 GiB of reads; sizes the sink
 constexpr uint32_t kFmaIterations = 2048;
 struct ReadParams {
   uint32_t texels_per_group, first_texel;
 };
+struct FloorParams {
+  uint32_t texels_per_group;
+  float weight;
+};
+}  // namespace
+
+// A streaming kernel: which load path it binds and its workgroup size.
+struct Roofline::Variant {
+  std::string name;
+  bool texel;
+  uint32_t lanes;
+  ComputePipeline pipe;
+};
+
+namespace {
+// A streaming kernel `shader`_texel or `shader`_storage with workgroup size `lanes` and
+// specialization constants 1.. of `spec`.
+Roofline::Variant make_variant(const Context::Impl& ctx, std::string name, const char* shader,
+                               bool texel, uint32_t lanes, uint32_t push_bytes,
+                               const std::vector<uint32_t>& spec) {
+  PipelineDesc d;
+  d.shader = std::string(shader) + (texel ? "_texel" : "_storage");
+  d.bindings = {texel ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
+  d.push_constant_bytes = push_bytes;
+  d.spec_constants = {lanes};
+  d.spec_constants.insert(d.spec_constants.end(), spec.begin(), spec.end());
+  return {std::move(name) + "/" + std::to_string(lanes), texel, lanes, ctx.make_pipeline(d)};
+}
 }  // namespace
 
 struct Roofline::Pipelines {
-  ComputePipeline texel, texel_runs, strided, runs, fma;
+  std::vector<Variant> reads;
+  std::map<uint64_t, std::vector<Variant>> floors;  // by (heads, f16)
+  ComputePipeline fma;
   Buffer sink;
   TimestampQueries ts;
 };
@@ -33,76 +69,111 @@ Roofline::Roofline(Context::Impl& ctx)
     : ctx_(ctx),
       p_(std::make_unique<Pipelines>()),
       verbose_(std::getenv("GQAVK_BENCH_VERBOSE") != nullptr) {
-  PipelineDesc d;
-  d.push_constant_bytes = sizeof(ReadParams);
-  d.spec_constants = {kLanes, 0};
-  d.shader = "roofline_read_texel";
-  d.bindings = {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
-  p_->texel = ctx.make_pipeline(d);
-  d.spec_constants = {kLanes, 1};
-  p_->texel_runs = ctx.make_pipeline(d);
-  d.spec_constants = {kLanes, 0};
-  d.shader = "roofline_read_storage";
-  d.bindings = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
-  p_->strided = ctx.make_pipeline(d);
-  d.spec_constants = {kLanes, 1};
-  p_->runs = ctx.make_pipeline(d);
+  // Reads: texel or storage path, lanes strided or in runs, 64-lane workgroups or one subgroup.
+  for (bool texel : {true, false}) {
+    for (bool runs : {false, true}) {
+      for (uint32_t lanes : workgroup_sizes()) {
+        p_->reads.push_back(make_variant(
+            ctx, std::string(texel ? "texel" : "storage") + (runs ? "-runs" : "-strided"),
+            "roofline_read", texel, lanes, sizeof(ReadParams), {runs ? 1u : 0u}));
+      }
+    }
+  }
   PipelineDesc f;
   f.shader = "roofline_fma";
   f.bindings = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
   f.push_constant_bytes = 8;
   f.spec_constants = {kLanes};
   p_->fma = ctx.make_pipeline(f);
-  p_->sink =
-      ctx.make_buffer(BufferKind::device_local, uint64_t{kMaxReadGroups} * kLanes * 4, "sink");
+  p_->sink = ctx.make_buffer(BufferKind::device_local, uint64_t{kMaxGroups} * kLanes * 4, "sink");
   p_->ts =
       TimestampQueries(ctx.device, 2, ctx.info.timestamp_period_ns, ctx.info.timestamp_valid_bits);
 }
 
 Roofline::~Roofline() = default;
 
-ReadResult Roofline::read_seconds(const Buffer& buffer, uint64_t bytes, int reps) {
-  const uint64_t groups = bytes / (uint64_t{kTexelsPerGroup} * 16);
-  ReadResult best{std::numeric_limits<double>::infinity(), ""};
-  if (groups == 0 || groups > kMaxReadGroups) return {0, "none"};
+std::vector<uint32_t> Roofline::workgroup_sizes() const {
+  // One subgroup, as decode runs (the probed lane count), and a GPU-style 64.
+  const uint32_t subgroup = ctx_.info.subgroup_lanes ? ctx_.info.subgroup_lanes : kLanes;
+  if (subgroup == kLanes) return {kLanes};
+  return {kLanes, subgroup};
+}
+
+double Roofline::time_stream(const Variant& v, const Buffer& buffer, uint64_t bytes,
+                             std::span<const std::byte> push_template, int reps) {
+  // Enough workgroups to keep every compute unit busy, each a whole number of batches.
+  const uint64_t step = uint64_t{v.lanes} * kBatch;
+  const uint64_t want =
+      std::clamp<uint64_t>(8ull * std::max(1u, ctx_.info.compute_units), 1, kMaxGroups);
+  const uint64_t per_group = std::max<uint64_t>(step, bytes / 16 / want / step * step);
+  const uint64_t groups = std::min<uint64_t>(bytes / 16 / per_group, kMaxGroups);
+  const uint64_t span = groups * per_group * 16;
+  const LoadPath path = v.texel ? LoadPath::texel : LoadPath::storage;
+  if (groups == 0 || span > max_binding_bytes(ctx_.info, path)) {
+    return std::numeric_limits<double>::infinity();
+  }
   std::optional<TexelView> view;
-  struct Variant {
-    const char* name;
-    const ComputePipeline* pipe;
-    bool texel;
-  };
-  const Variant variants[] = {{"texel", &p_->texel, true},
-                              {"texel-runs", &p_->texel_runs, true},
-                              {"storage-strided", &p_->strided, false},
-                              {"storage-runs", &p_->runs, false}};
-  const uint64_t sink_bytes = std::min<uint64_t>(p_->sink.bytes(), groups * kLanes * 4);
-  for (const Variant& v : variants) {
-    const uint64_t span = groups * kTexelsPerGroup * 16;
-    if (v.texel && span > max_binding_bytes(ctx_.info, LoadPath::texel)) continue;
-    if (!v.texel && span > max_binding_bytes(ctx_.info, LoadPath::storage)) continue;
-    if (v.texel && !view) view.emplace(ctx_.device, buffer);
-    Binding src;
-    if (v.texel) {
-      src.texel_view = view->handle();
-    } else {
-      src.buffer = buffer.handle();
-      src.range = span;
+  Binding src;
+  if (v.texel) {
+    view.emplace(ctx_.device, buffer);
+    src.texel_view = view->handle();
+  } else {
+    src.buffer = buffer.handle();
+    src.range = span;
+  }
+  const uint64_t sink_bytes = groups * v.lanes * 4;
+  DescriptorSet set(ctx_.device, v.pipe, {src, {p_->sink.handle(), 0, sink_bytes}});
+  // Both push-constant structs start with texels_per_group.
+  std::vector<std::byte> push(push_template.begin(), push_template.end());
+  const auto tpg = static_cast<uint32_t>(per_group);
+  std::memcpy(push.data(), &tpg, sizeof(tpg));
+  double best = std::numeric_limits<double>::infinity();
+  for (int r = 0; r < reps; ++r) {
+    ctx_.submit([&](VkCommandBuffer cmd) {
+      p_->ts.reset(cmd);
+      p_->ts.write(cmd, 0);
+      record_dispatch(cmd, v.pipe, set.handle(), push, static_cast<uint32_t>(groups));
+      p_->ts.write(cmd, 1);
+    });
+    const double sec =
+        p_->ts.elapsed_ns(0, 1) * 1e-9 * static_cast<double>(bytes) / static_cast<double>(span);
+    if (verbose_) std::fprintf(stderr, "roofline %s: %.3f ms\n", v.name.c_str(), sec * 1e3);
+    best = std::min(best, sec);
+  }
+  return best;
+}
+
+ReadResult Roofline::read_seconds(const Buffer& buffer, uint64_t bytes, int reps) {
+  const ReadParams params{0, 0};
+  ReadResult best{std::numeric_limits<double>::infinity(), "none"};
+  for (const Variant& v : p_->reads) {
+    const double sec = time_stream(v, buffer, bytes, push_bytes(params), reps);
+    if (sec < best.seconds) best = {sec, v.name};
+  }
+  if (best.variant == "none") best.seconds = 0;
+  return best;
+}
+
+ReadResult Roofline::floor_seconds(const Buffer& buffer, uint64_t bytes, uint32_t heads, bool f16,
+                                   int reps) {
+  // Past kFloorHeads heads the accumulators outgrow a CPU's registers: the floor then reads the
+  // bytes once per kFloorHeads heads, as decode reads KV once per chunk of a large group.
+  const uint32_t chunk = std::min(heads, kFloorHeads);
+  const uint32_t passes = (heads + chunk - 1) / chunk;
+  std::vector<Variant>& floors = p_->floors[uint64_t{chunk} << 1 | (f16 ? 1u : 0u)];
+  if (floors.empty()) {
+    for (bool texel : {true, false}) {
+      for (uint32_t lanes : workgroup_sizes()) {
+        floors.push_back(make_variant(ctx_, texel ? "floor texel" : "floor storage", "decode_floor",
+                                      texel, lanes, sizeof(FloorParams), {chunk, f16 ? 1u : 0u}));
+      }
     }
-    DescriptorSet set(ctx_.device, *v.pipe, {src, {p_->sink.handle(), 0, sink_bytes}});
-    const ReadParams params{kTexelsPerGroup, 0};
-    for (int r = 0; r < reps; ++r) {
-      ctx_.submit([&](VkCommandBuffer cmd) {
-        p_->ts.reset(cmd);
-        p_->ts.write(cmd, 0);
-        record_dispatch(cmd, *v.pipe, set.handle(), push_bytes(params),
-                        static_cast<uint32_t>(groups));
-        p_->ts.write(cmd, 1);
-      });
-      const double s =
-          p_->ts.elapsed_ns(0, 1) * 1e-9 * static_cast<double>(bytes) / static_cast<double>(span);
-      if (verbose_) std::fprintf(stderr, "roofline read %s: %.3f ms\n", v.name, s * 1e3);
-      if (s < best.seconds) best = {s, v.name};
-    }
+  }
+  const FloorParams params{0, 0.5f};
+  ReadResult best{std::numeric_limits<double>::infinity(), "none"};
+  for (const Variant& v : floors) {
+    const double sec = passes * time_stream(v, buffer, bytes, push_bytes(params), reps);
+    if (sec < best.seconds) best = {sec, v.name};
   }
   return best;
 }

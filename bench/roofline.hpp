@@ -1,10 +1,15 @@
 // The roofline gqavk-bench divides kernel times by, measured on the same device in the same run:
-// the fastest streaming read this device offers over a byte range, and its vec4 FMA rate.
+// the fastest streaming read this device offers over a byte range, and its vec4 FMA rate. Beside
+// it, the decode floor: the same bytes read and given the least work decode must do with them.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "buffer.hpp"
 #include "context_impl.hpp"
@@ -12,8 +17,8 @@
 namespace gqavk::bench {
 
 struct ReadResult {
-  double seconds = 0;   // fastest of the read variants
-  std::string variant;  // which one: texel, storage-strided, storage-runs
+  double seconds = 0;   // fastest of the variants
+  std::string variant;  // which one, e.g. texel-strided/8 (path, lane pattern, workgroup size)
 };
 
 class Roofline {
@@ -22,14 +27,27 @@ class Roofline {
   ~Roofline();
   // Time to stream the first `bytes` of `buffer` (a KV pool), fastest variant, best of `reps`.
   ReadResult read_seconds(const Buffer& buffer, uint64_t bytes, int reps = 3);
+  // Time of shaders/decode_floor.comp over the first `bytes` of `buffer`: every value widened to
+  // f32 and fed to `heads` multiply-adds (H/G for decode), 4 heads a pass. Fastest variant, best
+  // of `reps`.
+  ReadResult floor_seconds(const Buffer& buffer, uint64_t bytes, uint32_t heads, bool f16,
+                           int reps = 3);
   // Sustained FMA rate in FLOP/s (an FMA counts 2), best of `reps`.
   double fma_flops_per_second(int reps = 3);
 
+  struct Variant;  // a streaming kernel (roofline.cpp)
+
  private:
   struct Pipelines;
+  std::vector<uint32_t> workgroup_sizes() const;
+  // Best of `reps` dispatches of `v` over `buffer`, in seconds scaled to `bytes`. `push` is the
+  // kernel's push constants; their first word (texels_per_group) is filled in here.
+  double time_stream(const Variant& v, const Buffer& buffer, uint64_t bytes,
+                     std::span<const std::byte> push, int reps);
+
   Context::Impl& ctx_;
   std::unique_ptr<Pipelines> p_;
-  bool verbose_;  // GQAVK_BENCH_VERBOSE: print every read variant's time
+  bool verbose_;  // GQAVK_BENCH_VERBOSE: print every variant's time
 };
 
 }  // namespace gqavk::bench
