@@ -70,7 +70,11 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                     " x " + std::to_string(kv.batch) + " workgroups exceeds the device limit");
   }
 
-  const bool split = t.max_splits > 1;
+  // Partial rows per (sequence, head) for the merge pass: one per split, times the lanes when
+  // each lane sums its own keys (values_by_key).
+  p.parts = t.max_splits * (t.values_by_key ? t.lanes : 1u);
+  const uint32_t parts = p.parts;
+  const bool split = parts > 1;
   const std::string variant = std::string("decode_split_") +
                               (t.load_path == LoadPath::texel ? "texel" : "storage") + "_" +
                               (t.reduction == Reduction::subgroup ? "subgroup" : "shared");
@@ -90,7 +94,8 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                        kv.dtype == DType::f16 ? 1u : 0u,
                        t.keys_per_lane,
                        p.cache->block_shift,
-                       split ? 0u : 1u};
+                       split ? 0u : 1u,
+                       t.values_by_key ? 1u : 0u};
   pd.required_subgroup_size = t.required_subgroup_size;
   pd.full_subgroups = t.full_subgroups;
   p.decode = p.ctx->shared_pipeline(pd);
@@ -101,9 +106,9 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
   p.lengths = p.ctx->make_buffer(BufferKind::device_local, kv.batch * 4ull, "lengths");
   p.out = p.ctx->make_buffer(BufferKind::device_local, rows * row_bytes, "output");
   if (split) {
-    p.partial = p.ctx->make_buffer(BufferKind::device_local, rows * t.max_splits * row_bytes,
-                                   "split outputs");
-    p.stats = p.ctx->make_buffer(BufferKind::device_local, rows * t.max_splits * 8, "split stats");
+    p.partial =
+        p.ctx->make_buffer(BufferKind::device_local, rows * parts * row_bytes, "split outputs");
+    p.stats = p.ctx->make_buffer(BufferKind::device_local, rows * parts * 8, "split stats");
   } else {
     p.stats = p.ctx->make_buffer(BufferKind::device_local, 16, "split stats (unused)");
   }
@@ -155,9 +160,9 @@ void DecodePlan::Impl::record_attention(VkCommandBuffer cmd) const {
                             0};
   record_dispatch(cmd, *decode, decode_set.handle(), push_bytes(params), tuning.max_splits,
                   kv_heads * tuning.head_chunks, batch);
-  if (tuning.max_splits > 1) {
+  if (parts > 1) {
     compute_barrier(cmd);
-    const MergeParams mp{batch * q_heads, tuning.max_splits};
+    const MergeParams mp{batch * q_heads, parts};
     record_dispatch(cmd, *merge, merge_set.handle(), push_bytes(mp), batch * q_heads);
   }
   timestamps.write(cmd, 1);

@@ -79,6 +79,8 @@ uint64_t KvCache::bytes() const { return impl_->pool.bytes(); }
 
 namespace {
 
+constexpr size_t kRegionsPerCopy = 128;
+
 // Tokens [slot, slot + rows) of one head's K or V slab in one block, from source row src_row.
 struct Run {
   bool v;
@@ -147,9 +149,14 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
   uint64_t used = 0;
   const auto flush = [&] {
     if (regions.empty()) return;
+    // Copies of at most kRegionsPerCopy regions: checking a copy's regions against each other
+    // costs validation layers quadratic time.
     c.ctx->submit([&](VkCommandBuffer cmd) {
-      vkCmdCopyBuffer(cmd, stage.handle(), c.pool.handle(), static_cast<uint32_t>(regions.size()),
-                      regions.data());
+      for (size_t i = 0; i < regions.size(); i += kRegionsPerCopy) {
+        const size_t count = std::min(kRegionsPerCopy, regions.size() - i);
+        vkCmdCopyBuffer(cmd, stage.handle(), c.pool.handle(), static_cast<uint32_t>(count),
+                        regions.data() + i);
+      }
     });
     regions.clear();
     used = 0;
@@ -158,36 +165,31 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
     const uint64_t bytes = r.rows * c.row_bytes;  // one run fits: staging holds >= one block
     if (used + bytes > stage.bytes()) flush();
     const T* src = (r.v ? v.data() : k.data()) + r.src_row * d.head_dim;
-    if (r.v) {
-      store_values(src, size_t{r.rows} * d.head_dim, d.dtype, base + used);
-      regions.push_back({used, r.slab + r.slot * c.row_bytes, bytes});
-    } else {
-      // K: per token group, texel-column-major (see kv_cache_impl.hpp). Staging mirrors the slab.
-      const uint32_t group = 1u << c.group_shift;
-      uint64_t at = used;
-      for (uint32_t t0 = r.slot; t0 < r.slot + r.rows;) {
-        const uint32_t first_in_group = t0 & (group - 1);
-        const uint32_t n_in = std::min(r.slot + r.rows - t0, group - first_in_group);
-        const uint64_t group_at =
-            r.slab + uint64_t{t0 >> c.group_shift} * row_texels * group * texel_bytes;
-        for (uint32_t t = 0; t < row_texels; ++t) {
-          for (uint32_t i = 0; i < n_in; ++i) {
-            store_values(src + size_t{t0 - r.slot + i} * d.head_dim + t * texel_values,
-                         texel_values, d.dtype, base + at + (uint64_t{t} * n_in + i) * texel_bytes);
-          }
+    // Per token group, texel-column-major (see kv_cache_impl.hpp). Staging mirrors the slab.
+    const uint32_t group = 1u << c.group_shift;
+    uint64_t at = used;
+    for (uint32_t t0 = r.slot; t0 < r.slot + r.rows;) {
+      const uint32_t first_in_group = t0 & (group - 1);
+      const uint32_t n_in = std::min(r.slot + r.rows - t0, group - first_in_group);
+      const uint64_t group_at =
+          r.slab + uint64_t{t0 >> c.group_shift} * row_texels * group * texel_bytes;
+      for (uint32_t t = 0; t < row_texels; ++t) {
+        for (uint32_t i = 0; i < n_in; ++i) {
+          store_values(src + size_t{t0 - r.slot + i} * d.head_dim + t * texel_values, texel_values,
+                       d.dtype, base + at + (uint64_t{t} * n_in + i) * texel_bytes);
         }
-        if (n_in == group) {  // whole group: one contiguous copy
-          regions.push_back({at, group_at, uint64_t{row_texels} * group * texel_bytes});
-        } else {
-          for (uint32_t t = 0; t < row_texels; ++t) {
-            regions.push_back({at + uint64_t{t} * n_in * texel_bytes,
-                               group_at + (uint64_t{t} * group + first_in_group) * texel_bytes,
-                               n_in * texel_bytes});
-          }
-        }
-        at += uint64_t{row_texels} * n_in * texel_bytes;
-        t0 += n_in;
       }
+      if (n_in == group) {  // whole group: one contiguous copy
+        regions.push_back({at, group_at, uint64_t{row_texels} * group * texel_bytes});
+      } else {
+        for (uint32_t t = 0; t < row_texels; ++t) {
+          regions.push_back({at + uint64_t{t} * n_in * texel_bytes,
+                             group_at + (uint64_t{t} * group + first_in_group) * texel_bytes,
+                             n_in * texel_bytes});
+        }
+      }
+      at += uint64_t{row_texels} * n_in * texel_bytes;
+      t0 += n_in;
     }
     used += bytes;
   }

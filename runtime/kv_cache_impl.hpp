@@ -22,10 +22,10 @@ struct KvCache::Impl {
   Buffer block_table;                   // [batch, blocks_per_seq] physical block ids
 
   // A block holds, for each KV head g, a K slab then (after all heads' K) a V slab, each P tokens x
-  // D values. A V slab is row-major: token t's row at t * row_bytes. A K slab holds groups of
-  // KG = min(8, P) tokens, each texel-column-major: the 16-byte texel c of token t sits at
-  // ((t / KG) * row_texels + c) * KG + t % KG texels, so kernel lanes holding consecutive keys read
-  // consecutive texels and a lane-vector's walk over a row streams through memory.
+  // D values. K and V slabs share one layout: groups of KG = min(8, P) tokens, each
+  // texel-column-major: the 16-byte texel c of token t sits at ((t / KG) * row_texels + c) * KG +
+  // t % KG texels, so kernel lanes holding consecutive keys read consecutive texels and a
+  // lane-vector's walk over a row streams through memory.
   uint64_t slab_offset(uint32_t block, uint32_t g, bool v) const {
     return block * block_bytes + (uint64_t{v} * desc.kv_heads + g) * desc.block_tokens * row_bytes;
   }

@@ -25,6 +25,7 @@ TuningOverrides overrides_from_env() {
   TuningOverrides o;
   if (const char* v = std::getenv("GQAVK_KV_LOAD")) o.load_path = v;
   if (const char* v = std::getenv("GQAVK_REDUCTION")) o.reduction = v;
+  if (const char* v = std::getenv("GQAVK_VALUES")) o.values = v;
   return o;
 }
 
@@ -87,35 +88,67 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
     t.lanes = std::clamp<uint32_t>(device.subgroup_size ? device.subgroup_size : 16, 4, 16);
   }
 
+  // Value phase: on CPU drivers each lane sums its own keys into a whole output row (registers
+  // spill to cache cheaply there, while every subgroup broadcast is a loop over lanes); on GPUs
+  // lanes own texels of the row and take each key's p by broadcast. Needs subgroup reductions.
+  if (overrides.values == "key") {
+    t.values_by_key = true;
+  } else if (overrides.values == "texel") {
+    t.values_by_key = false;
+  } else if (overrides.values.empty()) {
+    t.values_by_key = device.type == DeviceType::cpu;
+  } else {
+    throw Error(ErrorCode::invalid_argument,
+                "GQAVK_VALUES='" + overrides.values + "' is not valid (expected key or texel)");
+  }
+  if (t.reduction == Reduction::shared) t.values_by_key = false;
+
   // Heads per workgroup: as many of the group as the register budget for query rows allows.
   const uint32_t group = shape.q_heads / shape.kv_heads;
   const uint32_t max_heads = std::max(1u, kQueryFloatsPerLane / shape.head_dim);
   t.head_chunks = ceil_div(group, max_heads);
   t.heads_per_workgroup = ceil_div(group, t.head_chunks);
 
-  // Keys per lane: the largest tile whose unrolled phases stay within the budget.
-  const uint32_t vals = shape.dtype == DType::f16 ? 8 : 4;
-  const uint32_t row_texels = shape.head_dim / vals;
-  const uint32_t chunks = ceil_div(row_texels, t.lanes);
-  t.keys_per_lane = 1;
-  for (uint32_t k = kMaxKeysPerLane; k >= 1; k /= 2) {
-    const uint64_t scores = uint64_t{k} * shape.head_dim * t.heads_per_workgroup;
-    const uint64_t values = uint64_t{k} * t.lanes * chunks * vals * t.heads_per_workgroup;
-    if (scores <= kTileFmaBudget && values <= 2 * kTileFmaBudget) {
-      t.keys_per_lane = k;
-      break;
+  const auto size_tiles_and_splits = [&] {
+    // Keys per lane: the largest tile whose unrolled phases stay within the budget.
+    const uint32_t vals = shape.dtype == DType::f16 ? 8 : 4;
+    const uint32_t chunks = ceil_div(shape.head_dim / vals, t.lanes);
+    t.keys_per_lane = 1;
+    for (uint32_t k = kMaxKeysPerLane; k >= 1; k /= 2) {
+      const uint64_t scores = uint64_t{k} * shape.head_dim * t.heads_per_workgroup;
+      const uint64_t values =
+          t.values_by_key ? scores : uint64_t{k} * t.lanes * chunks * vals * t.heads_per_workgroup;
+      if (scores <= kTileFmaBudget && values <= 2 * kTileFmaBudget) {
+        t.keys_per_lane = k;
+        break;
+      }
     }
-  }
+    // Splits: enough workgroups to fill the device twice over, each split at least two tiles.
+    const uint32_t tile = t.lanes * t.keys_per_lane;
+    const uint32_t max_useful = std::max(1u, ceil_div(shape.capacity_tokens, 2ull * tile));
+    if (requested_splits > 0) {
+      t.max_splits = requested_splits;
+    } else {
+      const uint64_t groups = uint64_t{shape.batch} * shape.kv_heads * t.head_chunks;
+      const uint32_t want = ceil_div(2ull * std::max(1u, device.compute_units), groups);
+      t.max_splits = std::clamp(want, 1u, std::min(max_useful, kMaxSplits));
+    }
+  };
+  size_tiles_and_splits();
 
-  // Splits: enough workgroups to fill the device twice over, each split at least two tiles long.
-  const uint32_t tile = t.lanes * t.keys_per_lane;
-  const uint32_t max_useful = std::max(1u, ceil_div(shape.capacity_tokens, 2ull * tile));
-  if (requested_splits > 0) {
-    t.max_splits = requested_splits;
-  } else {
-    const uint64_t groups = uint64_t{shape.batch} * shape.kv_heads * t.head_chunks;
-    const uint32_t want = ceil_div(2ull * std::max(1u, device.compute_units), groups);
-    t.max_splits = std::clamp(want, 1u, std::min(max_useful, kMaxSplits));
+  // With values_by_key every lane's row is a partial for the merge pass: they must fit one
+  // storage binding, or lanes own texels instead.
+  const uint64_t rows_bytes = uint64_t{shape.batch} * shape.q_heads * shape.head_dim * 4;
+  const uint64_t key_bytes = rows_bytes * t.max_splits * t.lanes;
+  if (t.values_by_key && key_bytes > device.max_storage_buffer_range) {
+    if (overrides.values == "key") {
+      throw Error(ErrorCode::unsupported,
+                  "GQAVK_VALUES=key needs " + std::to_string(key_bytes) +
+                      " bytes of partial rows, more than one storage binding holds on " +
+                      device.name + " (" + std::to_string(device.max_storage_buffer_range) + ")");
+    }
+    t.values_by_key = false;
+    size_tiles_and_splits();
   }
   return t;
 }

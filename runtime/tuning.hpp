@@ -32,6 +32,7 @@ struct DecodeTuning {
   uint32_t heads_per_workgroup = 1;  // query heads sharing each K/V read
   uint32_t head_chunks = 1;          // workgroups per KV head: ceil(H/G / heads_per_workgroup)
   uint32_t keys_per_lane = 1;        // tile = lanes * keys_per_lane keys
+  bool values_by_key = false;        // phase 3: each lane sums its own keys into a whole output row
   uint32_t max_splits = 1;           // KV splits per (sequence, KV head, chunk)
 };
 
@@ -39,9 +40,10 @@ struct DecodeTuning {
 struct TuningOverrides {
   std::string load_path;  // "texel" or "storage"
   std::string reduction;  // "subgroup" or "shared"
+  std::string values;     // "key" or "texel" (subgroup reduction only)
 };
 
-// Reads GQAVK_KV_LOAD and GQAVK_REDUCTION from the environment.
+// Reads GQAVK_KV_LOAD, GQAVK_REDUCTION and GQAVK_VALUES from the environment.
 TuningOverrides overrides_from_env();
 
 // Chooses how to run decode for `shape` on `device`. requested_splits > 0 fixes the split bound.

@@ -8,10 +8,17 @@
 //  1. scores: each lane takes whole keys (KEYS_PER_LANE of them) and computes q.k for every head
 //     over the full head dim, so no cross-lane reduction is paid per key;
 //  2. online softmax: one group max per head per tile, then p = exp(s - m) in the same lanes;
-//  3. values: each lane owns CHUNKS texels of the output row and accumulates p * v over every key
-//     of the tile, taking p and the key's V row from the lane that scored it.
+//  3. values, one of two ways (VALUES_BY_KEY, a tuning choice):
+//     - false (GPUs): each lane owns CHUNKS texels of the output row and accumulates p * v over
+//       every key of the tile, taking p and the key's V address from the lane that scored it;
+//     - true (CPU drivers): each lane keeps its own accumulator for the whole output row and adds
+//       its own keys' p * v, with no exchange at all; lanes sum their rows once per split. Lavapipe
+//       spills such rows to cache cheaply but pays a loop for every subgroup broadcast.
 // The tile loops are unrolled (their bounds are specialization constants): lavapipe keeps arrays in
 // registers only at constant indices, and turns dynamic shared/storage loads into per-lane loops.
+// Texel fetches are issued in batches ahead of the math that uses them: more loads in flight on any
+// device, and on lavapipe, whose texel fetch is a call that clobbers every vector register, no
+// accumulator stays live across a fetch.
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
@@ -29,6 +36,7 @@ layout(constant_id = 3) const bool KV_F16 = true;
 layout(constant_id = 4) const uint KEYS_PER_LANE = 8;
 layout(constant_id = 5) const uint BLOCK_SHIFT = 4;  // log2 of tokens per cache block
 layout(constant_id = 6) const bool DIRECT_OUT = false;  // one split: write the final output
+layout(constant_id = 7) const bool VALUES_BY_KEY = false;  // phase 3 layout, see above
 
 const uint LANES = gl_WorkGroupSize.x;
 const uint VALS = KV_F16 ? 8 : 4;  // values per texel
@@ -36,8 +44,10 @@ const uint HALVES = VALS / 4;      // vec4s per texel
 const uint ROW = HEAD_DIM / VALS;  // texels per K or V row
 const uint QV = HEAD_DIM / 4;      // vec4s per query row
 const uint TILE = LANES * KEYS_PER_LANE;
-const uint CHUNKS = (ROW + LANES - 1) / LANES;  // V texels per lane
-const uint GROUP_SHIFT = BLOCK_SHIFT < 3u ? BLOCK_SHIFT : 3u;  // log2 of the K token group
+const uint CHUNKS = (ROW + LANES - 1) / LANES;  // V texels per lane when lanes own texels
+const uint ACC = VALUES_BY_KEY ? QV : CHUNKS * HALVES;  // vec4 accumulators per head
+const uint GROUP_SHIFT = BLOCK_SHIFT < 3u ? BLOCK_SHIFT : 3u;  // log2 of the KV token group
+const uint BATCH = 8;  // texel fetches issued together
 
 layout(push_constant) uniform Params {
   uint q_heads;         // H
@@ -53,9 +63,10 @@ layout(push_constant) uniform Params {
 layout(binding = 1, std430) readonly buffer BlockTable { uint block_table[]; };
 layout(binding = 2, std430) readonly buffer Lengths { uint lengths[]; };
 layout(binding = 3, std430) readonly buffer Query { vec4 q_in[]; };  // [B, H, QV]
-// DIRECT_OUT: [B, H, QV]. Otherwise [B, H, splits, QV], normalised by the split's own sum.
+// DIRECT_OUT: [B, H, QV]. Otherwise [B, H, parts, QV], each part normalised by its own sum, with
+// parts = splits, or splits * LANES with VALUES_BY_KEY (part = split * LANES + lane).
 layout(binding = 4, std430) writeonly buffer Out { vec4 o_out[]; };
-layout(binding = 5, std430) writeonly buffer RowStats { vec2 ml_out[]; };  // [B, H, splits]: (m, l)
+layout(binding = 5, std430) writeonly buffer RowStats { vec2 ml_out[]; };  // [B, H, parts]: (m, l)
 
 #define NEG_INF uintBitsToFloat(0xff800000u)
 
@@ -111,47 +122,57 @@ void main() {
 
   const uint table_row = b * pc.blocks_per_seq;
   const uint block_mask = (1u << BLOCK_SHIFT) - 1u;
+  const uint group_mask = (1u << GROUP_SHIFT) - 1u;
 
   float m_run[HEADS];
   float l_run[HEADS];  // this lane's share of the softmax denominator
-  vec4 acc[HEADS * CHUNKS * 2];
+  vec4 acc[HEADS * ACC];
   [[unroll]] for (uint h = 0; h < HEADS; ++h) {
     m_run[h] = NEG_INF;
     l_run[h] = 0.0;
   }
-  [[unroll]] for (uint i = 0; i < HEADS * CHUNKS * 2; ++i) acc[i] = vec4(0.0);
+  [[unroll]] for (uint i = 0; i < HEADS * ACC; ++i) acc[i] = vec4(0.0);
 
   for (uint tile = k_begin; tile < k_end; tile += TILE) {
     // 1. Scores for this lane's keys. Keys past k_end read the last valid row and are masked.
-    // K is stored in groups of KG = min(8, P) tokens, texel-column-major within a group (texel c
-    // of slot t at ((t / KG) * ROW + c) * KG + t % KG): lanes holding consecutive keys read
-    // consecutive texels, and a lane-vector's walk over c streams through memory.
+    // K and V are stored in groups of KG = min(8, P) tokens, texel-column-major within a group
+    // (texel c of slot t at ((t / KG) * ROW + c) * KG + t % KG): lanes holding consecutive keys
+    // read consecutive texels, and a lane-vector's walk over c streams through memory.
     float s[KEYS_PER_LANE * HEADS];
-    uint k_at[KEYS_PER_LANE];  // texel 0 of this lane's key r
-    uint v_row[KEYS_PER_LANE];  // first texel of its V row
+    uint k_at[KEYS_PER_LANE];  // texel 0 of this lane's key r in the K slab
+    uint v_at[KEYS_PER_LANE];  // and in the V slab
     [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
       const uint j = min(tile + r * LANES + lane, k_end - 1);
       const uint block = block_table[table_row + (j >> BLOCK_SHIFT)];
       const uint slot = j & block_mask;
-      k_at[r] = ((block * 2u * pc.kv_heads + g) << BLOCK_SHIFT) * ROW +
-                ((slot >> GROUP_SHIFT) * ROW << GROUP_SHIFT) + (slot & ((1u << GROUP_SHIFT) - 1u));
-      v_row[r] = (((block * 2u * pc.kv_heads + pc.kv_heads + g) << BLOCK_SHIFT) + slot) * ROW;
+      const uint in_slab = ((slot >> GROUP_SHIFT) * ROW << GROUP_SHIFT) + (slot & group_mask);
+      k_at[r] = ((block * 2u * pc.kv_heads + g) << BLOCK_SHIFT) * ROW + in_slab;
+      v_at[r] = ((block * 2u * pc.kv_heads + pc.kv_heads + g) << BLOCK_SHIFT) * ROW + in_slab;
       [[unroll]] for (uint h = 0; h < HEADS; ++h) s[r * HEADS + h] = 0.0;
     }
     [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
-      [[unroll]] for (uint c = 0; c < ROW; ++c) {
-        vec4 lo, hi;
-        unpack(kv_texel(k_at[r] + (c << GROUP_SHIFT)), lo, hi);
-        [[unroll]] for (uint h = 0; h < HEADS; ++h) {
-          float d = dot(q[h * QV + c * HALVES], lo);
-          if (KV_F16) d += dot(q[h * QV + c * HALVES + 1], hi);
-          s[r * HEADS + h] += d;
+      [[unroll]] for (uint c0 = 0; c0 < ROW; c0 += BATCH) {
+        uvec4 t[BATCH];
+        [[unroll]] for (uint i = 0; i < BATCH; ++i) {
+          if (c0 + i < ROW) t[i] = kv_texel(k_at[r] + ((c0 + i) << GROUP_SHIFT));
+        }
+        [[unroll]] for (uint i = 0; i < BATCH; ++i) {
+          const uint c = c0 + i;
+          if (c >= ROW) break;
+          vec4 lo, hi;
+          unpack(t[i], lo, hi);
+          [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+            float d = dot(q[h * QV + c * HALVES], lo);
+            if (KV_F16) d += dot(q[h * QV + c * HALVES + 1], hi);
+            s[r * HEADS + h] += d;
+          }
         }
       }
     }
 
     // 2. Online softmax: s becomes p = exp(s - m) against the running max of the workgroup.
     float alpha[HEADS];
+    bool rescale = false;  // uniform: false once the running maxima settle
     [[unroll]] for (uint h = 0; h < HEADS; ++h) {
       float mx = NEG_INF;
       [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
@@ -159,6 +180,7 @@ void main() {
       }
       const float m_new = max(m_run[h], group_max(mx));  // finite: key `tile` is valid
       alpha[h] = exp(m_run[h] - m_new);
+      rescale = rescale || m_new != m_run[h];
       float sum = 0.0;
       [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
         const bool valid = tile + r * LANES + lane < k_end;
@@ -169,61 +191,95 @@ void main() {
       l_run[h] = l_run[h] * alpha[h] + sum;
       m_run[h] = m_new;
     }
-#if !GQAVK_SUBGROUP_OPS
-    [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
-      row_sh[r * LANES + lane] = v_row[r];
-      [[unroll]] for (uint h = 0; h < HEADS; ++h) p_sh[(r * LANES + lane) * HEADS + h] = s[r * HEADS + h];
+    if (rescale) {
+      [[unroll]] for (uint i = 0; i < HEADS * ACC; ++i) acc[i] *= alpha[i / ACC];
     }
-    barrier();
-#endif
 
-    // 3. Values: acc = acc * alpha + sum over the tile's keys of p * v.
-    [[unroll]] for (uint h = 0; h < HEADS; ++h) {
-      [[unroll]] for (uint i = 0; i < CHUNKS * 2; ++i) acc[h * CHUNKS * 2 + i] *= alpha[h];
-    }
-    [[unroll]] for (uint i = 0; i < TILE; ++i) {
-#if GQAVK_SUBGROUP_OPS
-      const uint owner = i % LANES;
-      const uint row = subgroupBroadcast(v_row[i / LANES], owner);
-#else
-      const uint row = row_sh[i];
-#endif
-      float p[HEADS];
-      [[unroll]] for (uint h = 0; h < HEADS; ++h) {
-#if GQAVK_SUBGROUP_OPS
-        p[h] = subgroupBroadcast(s[(i / LANES) * HEADS + h], owner);
-#else
-        p[h] = p_sh[i * HEADS + h];
-#endif
-      }
-      [[unroll]] for (uint u = 0; u < CHUNKS; ++u) {
-        vec4 lo, hi;
-        unpack(kv_texel(row + min(lane + u * LANES, ROW - 1)), lo, hi);
-        [[unroll]] for (uint h = 0; h < HEADS; ++h) {
-          acc[(h * CHUNKS + u) * 2] += p[h] * lo;
-          if (KV_F16) acc[(h * CHUNKS + u) * 2 + 1] += p[h] * hi;
+    // 3. Values: acc += sum over the tile's keys of p * v.
+    if (VALUES_BY_KEY) {
+      // Per texel column c: fetch it for this lane's keys, then add p * v into the row, one half of
+      // the texel at a time (HEADS vec4 partial sums).
+      [[unroll]] for (uint c = 0; c < ROW; ++c) {
+        uvec4 t[KEYS_PER_LANE];
+        [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) t[r] = kv_texel(v_at[r] + (c << GROUP_SHIFT));
+        [[unroll]] for (uint half_ = 0; half_ < HALVES; ++half_) {
+          vec4 part[HEADS];
+          [[unroll]] for (uint h = 0; h < HEADS; ++h) part[h] = vec4(0.0);
+          [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
+            vec4 lo, hi;
+            unpack(t[r], lo, hi);
+            const vec4 v = half_ == 0u ? lo : hi;
+            [[unroll]] for (uint h = 0; h < HEADS; ++h) part[h] += s[r * HEADS + h] * v;
+          }
+          [[unroll]] for (uint h = 0; h < HEADS; ++h) acc[h * ACC + c * HALVES + half_] += part[h];
         }
       }
-    }
+    } else {
 #if !GQAVK_SUBGROUP_OPS
-    barrier();
+      [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
+        row_sh[r * LANES + lane] = v_at[r];
+        [[unroll]] for (uint h = 0; h < HEADS; ++h) p_sh[(r * LANES + lane) * HEADS + h] = s[r * HEADS + h];
+      }
+      barrier();
 #endif
+      [[unroll]] for (uint i = 0; i < TILE; ++i) {
+#if GQAVK_SUBGROUP_OPS
+        const uint owner = i % LANES;
+        const uint at = subgroupBroadcast(v_at[i / LANES], owner);
+#else
+        const uint at = row_sh[i];
+#endif
+        float p[HEADS];
+        [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+#if GQAVK_SUBGROUP_OPS
+          p[h] = subgroupBroadcast(s[(i / LANES) * HEADS + h], owner);
+#else
+          p[h] = p_sh[i * HEADS + h];
+#endif
+        }
+        [[unroll]] for (uint u = 0; u < CHUNKS; ++u) {
+          vec4 lo, hi;
+          unpack(kv_texel(at + (min(lane + u * LANES, ROW - 1) << GROUP_SHIFT)), lo, hi);
+          [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+            acc[h * ACC + u * HALVES] += p[h] * lo;
+            if (KV_F16) acc[h * ACC + u * HALVES + 1] += p[h] * hi;
+          }
+        }
+      }
+#if !GQAVK_SUBGROUP_OPS
+      barrier();
+#endif
+    }
   }
 
   // Each split's output is normalised by its own sum; merge_splits.comp weighs splits by (m, l).
+  // With VALUES_BY_KEY every lane is a split of its own (its keys, its share of the sum), so the
+  // merge pass, not LANES * HEAD_DIM subgroup sums, adds the lanes' rows.
   [[unroll]] for (uint h = 0; h < HEADS; ++h) {
-    const float l = group_sum(l_run[h]);
     const uint head = first_head + h;
     if (head >= last_head) continue;
-    const float inv = l > 0.0 ? 1.0 / l : 0.0;
-    const uint row = DIRECT_OUT ? (b * pc.q_heads + head) : ((b * pc.q_heads + head) * pc.splits + split);
-    [[unroll]] for (uint u = 0; u < CHUNKS; ++u) {
-      const uint c = lane + u * LANES;
-      if (c < ROW) {
-        o_out[row * QV + c * HALVES] = acc[(h * CHUNKS + u) * 2] * inv;
-        if (KV_F16) o_out[row * QV + c * HALVES + 1] = acc[(h * CHUNKS + u) * 2 + 1] * inv;
+    const uint row = b * pc.q_heads + head;
+    if (VALUES_BY_KEY) {
+      // A lane whose keys all sit ~70+ below the split's max has a tiny (even denormal) sum, and
+      // 1 / l would overflow. Its weight next to the lane holding the max (p = 1) is below 1e-30:
+      // it is dropped, far under f32 rounding of the total.
+      const uint part = (row * pc.splits + split) * LANES + lane;
+      const float l = l_run[h] > 1e-30 ? l_run[h] : 0.0;
+      const float inv = l > 0.0 ? 1.0 / l : 0.0;
+      [[unroll]] for (uint i = 0; i < QV; ++i) o_out[part * QV + i] = acc[h * ACC + i] * inv;
+      ml_out[part] = vec2(m_run[h], l);
+    } else {
+      const float l = group_sum(l_run[h]);
+      const float inv = l > 0.0 ? 1.0 / l : 0.0;
+      const uint part = DIRECT_OUT ? row : row * pc.splits + split;
+      [[unroll]] for (uint u = 0; u < CHUNKS; ++u) {
+        const uint c = lane + u * LANES;
+        if (c < ROW) {
+          o_out[part * QV + c * HALVES] = acc[h * ACC + u * HALVES] * inv;
+          if (KV_F16) o_out[part * QV + c * HALVES + 1] = acc[h * ACC + u * HALVES + 1] * inv;
+        }
       }
+      if (!DIRECT_OUT && lane == 0) ml_out[part] = vec2(m_run[h], l);
     }
-    if (!DIRECT_OUT && lane == 0) ml_out[row] = vec2(m_run[h], l);
   }
 }

@@ -236,19 +236,21 @@ INSTANTIATE_TEST_SUITE_P(EveryWidth, SplitK,
                          shape_param_name);
 
 // ---------------------------------------------------------------------------------------------
-// Both load paths (texel, storage) and both reductions (subgroup, shared), forced through
-// GQAVK_KV_LOAD and GQAVK_REDUCTION, which a plan reads when it is made.
+// Both load paths (texel, storage), both reductions (subgroup, shared) and, with subgroups, both
+// value phases (key, texel), forced through GQAVK_KV_LOAD, GQAVK_REDUCTION and GQAVK_VALUES, which
+// a plan reads when it is made.
 
 struct VariantCase {
   const char* load;
   const char* reduction;
+  const char* values;
   Shape shape;
 };
 
 class Variants : public GpuTest, public ::testing::WithParamInterface<VariantCase> {};
 
 void PrintTo(const VariantCase& c, std::ostream* os) {
-  *os << c.load << " " << c.reduction << " " << shape_name(c.shape);
+  *os << c.load << " " << c.reduction << " " << c.values << " " << shape_name(c.shape);
 }
 
 TEST_P(Variants, MatchesReference) {
@@ -262,6 +264,7 @@ TEST_P(Variants, MatchesReference) {
   DecodePlan plan = [&] {  // the overrides are read when the plan is made
     ScopedEnv load("GQAVK_KV_LOAD", c.load);
     ScopedEnv reduction("GQAVK_REDUCTION", c.reduction);
+    ScopedEnv values("GQAVK_VALUES", c.values);
     return DecodePlan(ctx, cache, {s.q_heads, std::nullopt, 3});
   }();
   const DecodeTuning& t = plan.impl().tuning;
@@ -269,6 +272,7 @@ TEST_P(Variants, MatchesReference) {
   if (ctx.device().subgroup_lanes > 0) {
     EXPECT_EQ(t.reduction,
               std::string(c.reduction) == "shared" ? Reduction::shared : Reduction::subgroup);
+    EXPECT_EQ(t.values_by_key, std::string(c.values) == "key");
   }
   const std::vector<uint32_t> lengths = {1, 50, 333};
   run_and_check(plan, kv, s.q_heads, random_q(3, s.q_heads, s.head_dim, 31), lengths,
@@ -276,7 +280,7 @@ TEST_P(Variants, MatchesReference) {
 }
 
 std::string variant_name(const ::testing::TestParamInfo<VariantCase>& info) {
-  return std::string(info.param.load) + "_" + info.param.reduction + "_" +
+  return std::string(info.param.load) + "_" + info.param.reduction + "_" + info.param.values + "_" +
          shape_name(info.param.shape);
 }
 
@@ -284,7 +288,9 @@ std::vector<VariantCase> variant_cases(std::initializer_list<Shape> shapes) {
   std::vector<VariantCase> out;
   for (const Shape& s : shapes) {
     for (const char* load : {"texel", "storage"}) {
-      for (const char* reduction : {"subgroup", "shared"}) out.push_back({load, reduction, s});
+      out.push_back({load, "subgroup", "key", s});
+      out.push_back({load, "subgroup", "texel", s});
+      out.push_back({load, "shared", "texel", s});
     }
   }
   return out;
@@ -360,6 +366,18 @@ TEST_F(EveryWidthDecode, LargeLogitsStayFiniteAndExact) {
   // Every logit exactly 1024: the output is the mean of the V rows.
   std::fill(kv.k.begin(), kv.k.end(), 8.0f);
   check("all logits 1024", std::vector<float>(q_size, 16.0f));
+
+  // One key at 96, all others at 0: their weights e^-96 are below f32's normal range. Where lanes
+  // sum their own keys (the value phase on CPU drivers), every lane without the dominant key ends
+  // with such a sum, and normalising by it must not overflow. (The random case above caught that
+  // overflow at subgroup size 4.)
+  std::fill(kv.k.begin(), kv.k.end(), 0.0f);
+  for (uint32_t b = 0; b < 3; ++b) {
+    for (uint32_t g = 0; g < kG; ++g) {
+      std::fill_n(kv.k.begin() + kv.offset(b, g, lengths[b] / 2), kD, 12.0f);  // 64 * 12 / 8
+    }
+  }
+  check("keys 96 below one dominant key", std::vector<float>(q_size, 1.0f));
 
   // Dominant keys, ahead of every other logit by more than 150 (at least 240 against at most 72):
   // sequence 0 has two, at 0 and 400 in different tiles and splits, and its output is the mean of
@@ -459,6 +477,7 @@ TEST_F(EveryWidthDecode, SubgroupProbeFindings) {
   write_all(cache, kv);
   ScopedEnv load("GQAVK_KV_LOAD", nullptr);
   ScopedEnv reduction("GQAVK_REDUCTION", nullptr);
+  ScopedEnv values("GQAVK_VALUES", nullptr);
   DecodePlan plan(ctx, cache, {2, std::nullopt, 1});
   if (plan.impl().tuning.reduction == Reduction::subgroup) {
     EXPECT_EQ(plan.impl().tuning.lanes, d.subgroup_lanes);

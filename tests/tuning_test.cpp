@@ -248,6 +248,36 @@ TEST(Tuning, TexelOnLavapipeStorageOnGpus) {
   }
 }
 
+TEST(Tuning, ValuesByKeyOnCpuDriversOnly) {
+  EXPECT_TRUE(choose_decode_tuning(lavapipe_like(), kLlama, 0).values_by_key);
+  for (const DeviceInfo& dev : {nvidia_like(), amd_like(), intel_like()}) {
+    SCOPED_TRACE(dev.name);
+    EXPECT_FALSE(choose_decode_tuning(dev, kLlama, 0).values_by_key);
+  }
+  // Lanes exchange nothing in that phase; without subgroup reductions it is never chosen.
+  EXPECT_FALSE(choose_decode_tuning(lavapipe_like(), kLlama, 0, {"", "shared"}).values_by_key);
+  EXPECT_FALSE(
+      choose_decode_tuning(lavapipe_like(), kLlama, 0, {"", "shared", "key"}).values_by_key);
+  // Overrides pick either phase on any device.
+  EXPECT_FALSE(choose_decode_tuning(lavapipe_like(), kLlama, 0, {"", "", "texel"}).values_by_key);
+  EXPECT_TRUE(choose_decode_tuning(nvidia_like(), kLlama, 0, {"", "", "key"}).values_by_key);
+  EXPECT_TRUE(throws_error(
+      [&] {
+        choose_decode_tuning(nvidia_like(), kLlama, 0, {"", "", "keys"});
+      },
+      ErrorCode::invalid_argument, {"GQAVK_VALUES='keys'", "key or texel"}));
+  // Each lane's row goes to the merge pass: where those rows outgrow a storage binding, lanes
+  // own texels instead, and a forced "key" says why it cannot run.
+  DecodeShape wide = kLlama;
+  wide.batch = 2048;  // 32 MiB of output rows, 256 MiB as 8 lanes' partials
+  EXPECT_FALSE(choose_decode_tuning(lavapipe_like(), wide, 0).values_by_key);
+  EXPECT_TRUE(throws_error(
+      [&] {
+        choose_decode_tuning(lavapipe_like(), wide, 0, {"", "", "key"});
+      },
+      ErrorCode::unsupported, {"GQAVK_VALUES=key", "llvmpipe-like"}));
+}
+
 TEST(Tuning, OtherPathWhenThePoolExceedsThePreferredBinding) {
   // lavapipe prefers texel; with a small texel limit, a 100 MiB pool takes the storage path.
   DeviceInfo cpu = lavapipe_like();
@@ -324,15 +354,19 @@ TEST(Tuning, OverridesComeFromTheEnvironment) {
   {
     ScopedEnv load("GQAVK_KV_LOAD", "texel");
     ScopedEnv reduction("GQAVK_REDUCTION", "shared");
+    ScopedEnv values("GQAVK_VALUES", "key");
     const TuningOverrides o = overrides_from_env();
     EXPECT_EQ(o.load_path, "texel");
     EXPECT_EQ(o.reduction, "shared");
+    EXPECT_EQ(o.values, "key");
   }
   ScopedEnv load("GQAVK_KV_LOAD", nullptr);
   ScopedEnv reduction("GQAVK_REDUCTION", nullptr);
+  ScopedEnv values("GQAVK_VALUES", nullptr);
   const TuningOverrides o = overrides_from_env();
   EXPECT_EQ(o.load_path, "");
   EXPECT_EQ(o.reduction, "");
+  EXPECT_EQ(o.values, "");
 }
 
 TEST(Tuning, RequestedSplitsAreKept) {
