@@ -3,10 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <optional>
-#include <span>
 #include <utility>
 #include <vector>
 
@@ -23,10 +21,8 @@ constexpr uint32_t kMaxGroups = 32768;  // sizes the sink
 constexpr uint32_t kFloorHeads = 4;     // query heads per pass of the decode floor
 constexpr uint32_t kFmaGroups = 4096;
 constexpr uint32_t kFmaIterations = 2048;
-struct ReadParams {
-  uint32_t texels_per_group, first_texel;
-};
-struct FloorParams {
+// Push constants of roofline_read.comp (texels_per_group only) and decode_floor.comp.
+struct StreamParams {
   uint32_t texels_per_group;
   float weight;
 };
@@ -42,15 +38,14 @@ struct Roofline::Variant {
 
 namespace {
 // A streaming kernel `shader`_texel or `shader`_storage with workgroup size `lanes` and
-// specialization constants 1.. of `spec`.
+// specialization constants 1.. of `spec`; push constants are StreamParams.
 Roofline::Variant make_variant(const Context::Impl& ctx, std::string name, const char* shader,
-                               bool texel, uint32_t lanes, uint32_t push_bytes,
-                               const std::vector<uint32_t>& spec) {
+                               bool texel, uint32_t lanes, const std::vector<uint32_t>& spec) {
   PipelineDesc d;
   d.shader = std::string(shader) + (texel ? "_texel" : "_storage");
   d.bindings = {texel ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
-  d.push_constant_bytes = push_bytes;
+  d.push_constant_bytes = sizeof(StreamParams);
   d.spec_constants = {lanes};
   d.spec_constants.insert(d.spec_constants.end(), spec.begin(), spec.end());
   return {std::move(name) + "/" + std::to_string(lanes), texel, lanes, ctx.make_pipeline(d)};
@@ -75,7 +70,7 @@ Roofline::Roofline(Context::Impl& ctx)
       for (uint32_t lanes : workgroup_sizes()) {
         p_->reads.push_back(make_variant(
             ctx, std::string(texel ? "texel" : "storage") + (runs ? "-runs" : "-strided"),
-            "roofline_read", texel, lanes, sizeof(ReadParams), {runs ? 1u : 0u}));
+            "roofline_read", texel, lanes, {runs ? 1u : 0u}));
       }
     }
   }
@@ -99,8 +94,7 @@ std::vector<uint32_t> Roofline::workgroup_sizes() const {
   return {kLanes, subgroup};
 }
 
-double Roofline::time_stream(const Variant& v, const Buffer& buffer, uint64_t bytes,
-                             std::span<const std::byte> push_template, int reps) {
+double Roofline::time_stream(const Variant& v, const Buffer& buffer, uint64_t bytes, int reps) {
   // Enough workgroups to keep every compute unit busy, each a whole number of batches.
   const uint64_t step = uint64_t{v.lanes} * kBatch;
   const uint64_t want =
@@ -123,16 +117,13 @@ double Roofline::time_stream(const Variant& v, const Buffer& buffer, uint64_t by
   }
   const uint64_t sink_bytes = groups * v.lanes * 4;
   DescriptorSet set(ctx_.device, v.pipe, {src, {p_->sink.handle(), 0, sink_bytes}});
-  // Both push-constant structs start with texels_per_group.
-  std::vector<std::byte> push(push_template.begin(), push_template.end());
-  const auto tpg = static_cast<uint32_t>(per_group);
-  std::memcpy(push.data(), &tpg, sizeof(tpg));
+  const StreamParams params{static_cast<uint32_t>(per_group), 0.5f};
   double best = std::numeric_limits<double>::infinity();
   for (int r = 0; r < reps; ++r) {
     ctx_.submit([&](VkCommandBuffer cmd) {
       p_->ts.reset(cmd);
       p_->ts.write(cmd, 0);
-      record_dispatch(cmd, v.pipe, set.handle(), push, static_cast<uint32_t>(groups));
+      record_dispatch(cmd, v.pipe, set.handle(), push_bytes(params), static_cast<uint32_t>(groups));
       p_->ts.write(cmd, 1);
     });
     const double sec =
@@ -144,10 +135,9 @@ double Roofline::time_stream(const Variant& v, const Buffer& buffer, uint64_t by
 }
 
 ReadResult Roofline::read_seconds(const Buffer& buffer, uint64_t bytes, int reps) {
-  const ReadParams params{0, 0};
   ReadResult best{std::numeric_limits<double>::infinity(), "none"};
   for (const Variant& v : p_->reads) {
-    const double sec = time_stream(v, buffer, bytes, push_bytes(params), reps);
+    const double sec = time_stream(v, buffer, bytes, reps);
     if (sec < best.seconds) best = {sec, v.name};
   }
   if (best.variant == "none") best.seconds = 0;
@@ -165,14 +155,13 @@ ReadResult Roofline::floor_seconds(const Buffer& buffer, uint64_t bytes, uint32_
     for (bool texel : {true, false}) {
       for (uint32_t lanes : workgroup_sizes()) {
         floors.push_back(make_variant(ctx_, texel ? "floor texel" : "floor storage", "decode_floor",
-                                      texel, lanes, sizeof(FloorParams), {chunk, f16 ? 1u : 0u}));
+                                      texel, lanes, {chunk, f16 ? 1u : 0u}));
       }
     }
   }
-  const FloorParams params{0, 0.5f};
   ReadResult best{std::numeric_limits<double>::infinity(), "none"};
   for (const Variant& v : floors) {
-    const double sec = passes * time_stream(v, buffer, bytes, push_bytes(params), reps);
+    const double sec = passes * time_stream(v, buffer, bytes, reps);
     if (sec < best.seconds) best = {sec, v.name};
   }
   return best;

@@ -3,11 +3,9 @@
 // it, the decode floor: the same bytes read and given the least work decode must do with them.
 #pragma once
 
-#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -40,10 +38,8 @@ class Roofline {
  private:
   struct Pipelines;
   std::vector<uint32_t> workgroup_sizes() const;
-  // Best of `reps` dispatches of `v` over `buffer`, in seconds scaled to `bytes`. `push` is the
-  // kernel's push constants; their first word (texels_per_group) is filled in here.
-  double time_stream(const Variant& v, const Buffer& buffer, uint64_t bytes,
-                     std::span<const std::byte> push, int reps);
+  // Best of `reps` dispatches of `v` over `buffer`, in seconds scaled to `bytes`.
+  double time_stream(const Variant& v, const Buffer& buffer, uint64_t bytes, int reps);
 
   Context::Impl& ctx_;
   std::unique_ptr<Pipelines> p_;

@@ -70,10 +70,7 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                     " x " + std::to_string(kv.batch) + " workgroups exceeds the device limit");
   }
 
-  // Partial rows per (sequence, head) for the merge pass: one per split, times the lanes when
-  // each lane sums its own keys (values_by_key).
-  p.parts = t.max_splits * (t.values_by_key ? t.lanes : 1u);
-  const uint32_t parts = p.parts;
+  const uint32_t parts = t.parts();
   const bool split = parts > 1;
   const std::string variant = std::string("decode_split_") +
                               (t.load_path == LoadPath::texel ? "texel" : "storage") + "_" +
@@ -160,9 +157,9 @@ void DecodePlan::Impl::record_attention(VkCommandBuffer cmd) const {
                             0};
   record_dispatch(cmd, *decode, decode_set.handle(), push_bytes(params), tuning.max_splits,
                   kv_heads * tuning.head_chunks, batch);
-  if (parts > 1) {
+  if (tuning.parts() > 1) {
     compute_barrier(cmd);
-    const MergeParams mp{batch * q_heads, parts};
+    const MergeParams mp{batch * q_heads, tuning.parts()};
     record_dispatch(cmd, *merge, merge_set.handle(), push_bytes(mp), batch * q_heads);
   }
   timestamps.write(cmd, 1);

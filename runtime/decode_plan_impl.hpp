@@ -19,10 +19,9 @@ struct DecodePlan::Impl {
   uint32_t batch = 0, q_heads = 0, kv_heads = 0, head_dim = 0;
   float scale = 0;
   DecodeTuning tuning;
-  uint32_t parts = 1;  // partial rows per (sequence, head) that the merge pass adds
 
   std::shared_ptr<const ComputePipeline> decode;
-  std::shared_ptr<const ComputePipeline> merge;  // only when parts > 1
+  std::shared_ptr<const ComputePipeline> merge;  // only when tuning.parts() > 1
   Buffer q, lengths, out, partial, stats;
   DescriptorSet decode_set, merge_set;
   TimestampQueries timestamps;

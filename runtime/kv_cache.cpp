@@ -145,6 +145,7 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
   const size_t texel_values = texel_bytes / dtype_bytes(d.dtype);
   Buffer& stage = c.ctx->staging_for(2 * want * dtype_bytes(d.dtype));
   auto* base = static_cast<uint8_t*>(stage.mapped());
+  const uint32_t group = 1u << c.group_shift;
   std::vector<VkBufferCopy> regions;
   uint64_t used = 0;
   const auto flush = [&] {
@@ -166,7 +167,6 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
     if (used + bytes > stage.bytes()) flush();
     const T* src = (r.v ? v.data() : k.data()) + r.src_row * d.head_dim;
     // Per token group, texel-column-major (see kv_cache_impl.hpp). Staging mirrors the slab.
-    const uint32_t group = 1u << c.group_shift;
     uint64_t at = used;
     for (uint32_t t0 = r.slot; t0 < r.slot + r.rows;) {
       const uint32_t first_in_group = t0 & (group - 1);

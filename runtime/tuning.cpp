@@ -139,7 +139,7 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
   // With values_by_key every lane's row is a partial for the merge pass: they must fit one
   // storage binding, or lanes own texels instead.
   const uint64_t rows_bytes = uint64_t{shape.batch} * shape.q_heads * shape.head_dim * 4;
-  const uint64_t key_bytes = rows_bytes * t.max_splits * t.lanes;
+  const uint64_t key_bytes = rows_bytes * t.parts();
   if (t.values_by_key && key_bytes > device.max_storage_buffer_range) {
     if (overrides.values == "key") {
       throw Error(ErrorCode::unsupported,

@@ -12,7 +12,7 @@
 //     - false (GPUs): each lane owns CHUNKS texels of the output row and accumulates p * v over
 //       every key of the tile, taking p and the key's V address from the lane that scored it;
 //     - true (CPU drivers): each lane keeps its own accumulator for the whole output row and adds
-//       its own keys' p * v, with no exchange at all; lanes sum their rows once per split. Lavapipe
+//       its own keys' p * v, with no exchange at all; the merge pass adds the lanes' rows. Lavapipe
 //       spills such rows to cache cheaply but pays a loop for every subgroup broadcast.
 // The tile loops are unrolled (their bounds are specialization constants): lavapipe keeps arrays in
 // registers only at constant indices, and turns dynamic shared/storage loads into per-lane loops.
@@ -76,7 +76,7 @@ float group_sum(float x) { return subgroupAdd(x); }
 #else
 shared float red_sh[LANES];
 shared float p_sh[TILE * HEADS];
-shared uint row_sh[TILE];
+shared uint v_at_sh[TILE];
 float group_reduce(float x, bool is_max) {
   barrier();
   red_sh[gl_LocalInvocationID.x] = x;
@@ -217,7 +217,7 @@ void main() {
     } else {
 #if !GQAVK_SUBGROUP_OPS
       [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
-        row_sh[r * LANES + lane] = v_at[r];
+        v_at_sh[r * LANES + lane] = v_at[r];
         [[unroll]] for (uint h = 0; h < HEADS; ++h) p_sh[(r * LANES + lane) * HEADS + h] = s[r * HEADS + h];
       }
       barrier();
@@ -227,7 +227,7 @@ void main() {
         const uint owner = i % LANES;
         const uint at = subgroupBroadcast(v_at[i / LANES], owner);
 #else
-        const uint at = row_sh[i];
+        const uint at = v_at_sh[i];
 #endif
         float p[HEADS];
         [[unroll]] for (uint h = 0; h < HEADS; ++h) {

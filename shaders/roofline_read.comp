@@ -13,7 +13,6 @@ layout(constant_id = 1) const bool CONTIGUOUS_RUNS = false;
 
 layout(push_constant) uniform Params {
   uint texels_per_group;  // a multiple of BATCH * the workgroup size
-  uint first_texel;
 } pc;
 
 layout(binding = 1, std430) writeonly buffer Sink { uint sink[]; };
@@ -23,7 +22,7 @@ const uint BATCH = 8;
 void main() {
   const uint n = gl_WorkGroupSize.x;
   const uint lane = gl_LocalInvocationID.x;
-  const uint base = pc.first_texel + gl_WorkGroupID.x * pc.texels_per_group;
+  const uint base = gl_WorkGroupID.x * pc.texels_per_group;
   const uint per_lane = pc.texels_per_group / n;
   uvec4 x = uvec4(0);
   for (uint i = 0; i < per_lane; i += BATCH) {
