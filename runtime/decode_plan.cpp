@@ -70,8 +70,7 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                     " x " + std::to_string(kv.batch) + " workgroups exceeds the device limit");
   }
 
-  const uint32_t parts = t.parts();
-  const bool split = parts > 1;
+  const bool split = t.max_splits > 1;
   const std::string variant = std::string("decode_split_") +
                               (t.load_path == LoadPath::texel ? "texel" : "storage") + "_" +
                               (t.reduction == Reduction::subgroup ? "subgroup" : "shared");
@@ -103,9 +102,9 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
   p.lengths = p.ctx->make_buffer(BufferKind::device_local, kv.batch * 4ull, "lengths");
   p.out = p.ctx->make_buffer(BufferKind::device_local, rows * row_bytes, "output");
   if (split) {
-    p.partial =
-        p.ctx->make_buffer(BufferKind::device_local, rows * parts * row_bytes, "split outputs");
-    p.stats = p.ctx->make_buffer(BufferKind::device_local, rows * parts * 8, "split stats");
+    p.partial = p.ctx->make_buffer(BufferKind::device_local, rows * t.max_splits * row_bytes,
+                                   "split outputs");
+    p.stats = p.ctx->make_buffer(BufferKind::device_local, rows * t.max_splits * 8, "split stats");
   } else {
     p.stats = p.ctx->make_buffer(BufferKind::device_local, 16, "split stats (unused)");
   }
@@ -157,9 +156,9 @@ void DecodePlan::Impl::record_attention(VkCommandBuffer cmd) const {
                             0};
   record_dispatch(cmd, *decode, decode_set.handle(), push_bytes(params), tuning.max_splits,
                   kv_heads * tuning.head_chunks, batch);
-  if (tuning.parts() > 1) {
+  if (tuning.max_splits > 1) {
     compute_barrier(cmd);
-    const MergeParams mp{batch * q_heads, tuning.parts()};
+    const MergeParams mp{batch * q_heads, tuning.max_splits};
     record_dispatch(cmd, *merge, merge_set.handle(), push_bytes(mp), batch * q_heads);
   }
   timestamps.write(cmd, 1);

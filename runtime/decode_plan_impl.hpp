@@ -21,7 +21,7 @@ struct DecodePlan::Impl {
   DecodeTuning tuning;
 
   std::shared_ptr<const ComputePipeline> decode;
-  std::shared_ptr<const ComputePipeline> merge;  // only when tuning.parts() > 1
+  std::shared_ptr<const ComputePipeline> merge;  // only when tuning.max_splits > 1
   Buffer q, lengths, out, partial, stats;
   DescriptorSet decode_set, merge_set;
   TimestampQueries timestamps;

@@ -109,46 +109,28 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
   t.head_chunks = ceil_div(group, max_heads);
   t.heads_per_workgroup = ceil_div(group, t.head_chunks);
 
-  const auto size_tiles_and_splits = [&] {
-    // Keys per lane: the largest tile whose unrolled phases stay within the budget.
-    const uint32_t vals = shape.dtype == DType::f16 ? 8 : 4;
-    const uint32_t chunks = ceil_div(shape.head_dim / vals, t.lanes);
-    t.keys_per_lane = 1;
-    for (uint32_t k = kMaxKeysPerLane; k >= 1; k /= 2) {
-      const uint64_t scores = uint64_t{k} * shape.head_dim * t.heads_per_workgroup;
-      const uint64_t values =
-          t.values_by_key ? scores : uint64_t{k} * t.lanes * chunks * vals * t.heads_per_workgroup;
-      if (scores <= kTileFmaBudget && values <= 2 * kTileFmaBudget) {
-        t.keys_per_lane = k;
-        break;
-      }
+  // Keys per lane: the largest tile whose unrolled phases stay within the budget.
+  const uint32_t vals = shape.dtype == DType::f16 ? 8 : 4;
+  const uint32_t chunks = ceil_div(shape.head_dim / vals, t.lanes);
+  t.keys_per_lane = 1;
+  for (uint32_t k = kMaxKeysPerLane; k >= 1; k /= 2) {
+    const uint64_t scores = uint64_t{k} * shape.head_dim * t.heads_per_workgroup;
+    const uint64_t values =
+        t.values_by_key ? scores : uint64_t{k} * t.lanes * chunks * vals * t.heads_per_workgroup;
+    if (scores <= kTileFmaBudget && values <= 2 * kTileFmaBudget) {
+      t.keys_per_lane = k;
+      break;
     }
-    // Splits: enough workgroups to fill the device twice over, each split at least two tiles.
-    const uint32_t tile = t.lanes * t.keys_per_lane;
-    const uint32_t max_useful = std::max(1u, ceil_div(shape.capacity_tokens, 2ull * tile));
-    if (requested_splits > 0) {
-      t.max_splits = requested_splits;
-    } else {
-      const uint64_t groups = uint64_t{shape.batch} * shape.kv_heads * t.head_chunks;
-      const uint32_t want = ceil_div(2ull * std::max(1u, device.compute_units), groups);
-      t.max_splits = std::clamp(want, 1u, std::min(max_useful, kMaxSplits));
-    }
-  };
-  size_tiles_and_splits();
-
-  // With values_by_key every lane's row is a partial for the merge pass: they must fit one
-  // storage binding, or lanes own texels instead.
-  const uint64_t rows_bytes = uint64_t{shape.batch} * shape.q_heads * shape.head_dim * 4;
-  const uint64_t key_bytes = rows_bytes * t.parts();
-  if (t.values_by_key && key_bytes > device.max_storage_buffer_range) {
-    if (overrides.values == "key") {
-      throw Error(ErrorCode::unsupported,
-                  "GQAVK_VALUES=key needs " + std::to_string(key_bytes) +
-                      " bytes of partial rows, more than one storage binding holds on " +
-                      device.name + " (" + std::to_string(device.max_storage_buffer_range) + ")");
-    }
-    t.values_by_key = false;
-    size_tiles_and_splits();
+  }
+  // Splits: enough workgroups to fill the device twice over, each split at least two tiles.
+  const uint32_t tile = t.lanes * t.keys_per_lane;
+  const uint32_t max_useful = std::max(1u, ceil_div(shape.capacity_tokens, 2ull * tile));
+  if (requested_splits > 0) {
+    t.max_splits = requested_splits;
+  } else {
+    const uint64_t groups = uint64_t{shape.batch} * shape.kv_heads * t.head_chunks;
+    const uint32_t want = ceil_div(2ull * std::max(1u, device.compute_units), groups);
+    t.max_splits = std::clamp(want, 1u, std::min(max_useful, kMaxSplits));
   }
   return t;
 }

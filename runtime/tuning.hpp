@@ -33,11 +33,7 @@ struct DecodeTuning {
   uint32_t head_chunks = 1;          // workgroups per KV head: ceil(H/G / heads_per_workgroup)
   uint32_t keys_per_lane = 1;        // tile = lanes * keys_per_lane keys
   bool values_by_key = false;        // phase 3: each lane sums its own keys into a whole output row
-  uint32_t max_splits = 1;           // KV splits per (sequence, KV head, chunk)
-
-  // Partial rows per (sequence, head) for the merge pass: one per split, times the lanes when
-  // each lane sums its own keys. One part means the kernel writes the output directly.
-  uint32_t parts() const { return max_splits * (values_by_key ? lanes : 1u); }
+  uint32_t max_splits = 1;           // KV splits per (sequence, KV head, chunk); 1: no merge pass
 };
 
 // Overrides for testing both paths on one device; empty strings mean "choose".

@@ -12,8 +12,8 @@
 //     - false (GPUs): each lane owns CHUNKS texels of the output row and accumulates p * v over
 //       every key of the tile, taking p and the key's V address from the lane that scored it;
 //     - true (CPU drivers): each lane keeps its own accumulator for the whole output row and adds
-//       its own keys' p * v, with no exchange at all; the merge pass adds the lanes' rows. Lavapipe
-//       spills such rows to cache cheaply but pays a loop for every subgroup broadcast.
+//       its own keys' p * v, with no exchange per key; the lanes' rows are summed once at the end.
+//       Lavapipe spills such rows to cache cheaply but pays a loop for every subgroup broadcast.
 // The tile loops are unrolled (their bounds are specialization constants): lavapipe keeps arrays in
 // registers only at constant indices, and turns dynamic shared/storage loads into per-lane loops.
 // Texel fetches are issued in batches ahead of the math that uses them: more loads in flight on any
@@ -63,10 +63,9 @@ layout(push_constant) uniform Params {
 layout(binding = 1, std430) readonly buffer BlockTable { uint block_table[]; };
 layout(binding = 2, std430) readonly buffer Lengths { uint lengths[]; };
 layout(binding = 3, std430) readonly buffer Query { vec4 q_in[]; };  // [B, H, QV]
-// DIRECT_OUT: [B, H, QV]. Otherwise [B, H, parts, QV], each part normalised by its own sum, with
-// parts = splits, or splits * LANES with VALUES_BY_KEY (part = split * LANES + lane).
+// DIRECT_OUT: [B, H, QV]. Otherwise [B, H, splits, QV], each split normalised by its own sum.
 layout(binding = 4, std430) writeonly buffer Out { vec4 o_out[]; };
-layout(binding = 5, std430) writeonly buffer RowStats { vec2 ml_out[]; };  // [B, H, parts]: (m, l)
+layout(binding = 5, std430) writeonly buffer RowStats { vec2 ml_out[]; };  // [B, H, splits]: (m, l)
 
 #define NEG_INF uintBitsToFloat(0xff800000u)
 
@@ -253,25 +252,23 @@ void main() {
   }
 
   // Each split's output is normalised by its own sum; merge_splits.comp weighs splits by (m, l).
-  // With VALUES_BY_KEY every lane is a split of its own (its keys, its share of the sum), so the
-  // merge pass, not LANES * HEAD_DIM subgroup sums, adds the lanes' rows.
+  // Every lane shares the workgroup's running max, so lanes' sums and rows add directly.
   [[unroll]] for (uint h = 0; h < HEADS; ++h) {
     const uint head = first_head + h;
     if (head >= last_head) continue;
     const uint row = b * pc.q_heads + head;
+    const float l = group_sum(l_run[h]);
+    const float inv = l > 0.0 ? 1.0 / l : 0.0;
+    const uint part = DIRECT_OUT ? row : row * pc.splits + split;
     if (VALUES_BY_KEY) {
-      // A lane whose keys all sit ~70+ below the split's max has a tiny (even denormal) sum, and
-      // 1 / l would overflow. Its weight next to the lane holding the max (p = 1) is below 1e-30:
-      // it is dropped, far under f32 rounding of the total.
-      const uint part = (row * pc.splits + split) * LANES + lane;
-      const float l = l_run[h] > 1e-30 ? l_run[h] : 0.0;
-      const float inv = l > 0.0 ? 1.0 / l : 0.0;
-      [[unroll]] for (uint i = 0; i < QV; ++i) o_out[part * QV + i] = acc[h * ACC + i] * inv;
-      ml_out[part] = vec2(m_run[h], l);
+#if GQAVK_SUBGROUP_OPS
+      // One subgroup sum per vec4 of the row, written by one lane each.
+      [[unroll]] for (uint i = 0; i < QV; ++i) {
+        const vec4 o = subgroupAdd(acc[h * ACC + i]) * inv;
+        if (lane == i % LANES) o_out[part * QV + i] = o;
+      }
+#endif
     } else {
-      const float l = group_sum(l_run[h]);
-      const float inv = l > 0.0 ? 1.0 / l : 0.0;
-      const uint part = DIRECT_OUT ? row : row * pc.splits + split;
       [[unroll]] for (uint u = 0; u < CHUNKS; ++u) {
         const uint c = lane + u * LANES;
         if (c < ROW) {
@@ -279,7 +276,7 @@ void main() {
           if (KV_F16) o_out[part * QV + c * HALVES + 1] = acc[h * ACC + u * HALVES + 1] * inv;
         }
       }
-      if (!DIRECT_OUT && lane == 0) ml_out[part] = vec2(m_run[h], l);
     }
+    if (!DIRECT_OUT && lane == 0) ml_out[part] = vec2(m_run[h], l);
   }
 }

@@ -266,16 +266,6 @@ TEST(Tuning, ValuesByKeyOnCpuDriversOnly) {
         choose_decode_tuning(nvidia_like(), kLlama, 0, {"", "", "keys"});
       },
       ErrorCode::invalid_argument, {"GQAVK_VALUES='keys'", "key or texel"}));
-  // Each lane's row goes to the merge pass: where those rows outgrow a storage binding, lanes
-  // own texels instead, and a forced "key" says why it cannot run.
-  DecodeShape wide = kLlama;
-  wide.batch = 2048;  // 32 MiB of output rows, 256 MiB as 8 lanes' partials
-  EXPECT_FALSE(choose_decode_tuning(lavapipe_like(), wide, 0).values_by_key);
-  EXPECT_TRUE(throws_error(
-      [&] {
-        choose_decode_tuning(lavapipe_like(), wide, 0, {"", "", "key"});
-      },
-      ErrorCode::unsupported, {"GQAVK_VALUES=key", "llvmpipe-like"}));
 }
 
 TEST(Tuning, OtherPathWhenThePoolExceedsThePreferredBinding) {
