@@ -2,7 +2,7 @@
 // Each benchmark reports GPU time from timestamp queries as manual time, bytes_per_second for the
 // K and V bytes read, and vs_roofline = time / max(read time, FMA time) for the same bytes and
 // FLOPs (time is the mean over iterations; best_vs_roofline takes the best iteration instead);
-// floor_vs_roofline is that ratio for the decode floor (bench/roofline.hpp), the lowest
+// floor_vs_roofline is that ratio for the decode floor (bench/roofline.hpp), about the lowest
 // vs_roofline the device allows.
 #include <benchmark/benchmark.h>
 

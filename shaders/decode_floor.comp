@@ -6,7 +6,7 @@
 // decode's 4 * H * L * D FLOPs for those bytes. No softmax, no exchange between lanes; fetches are
 // issued in batches ahead of their math, as decode issues them.
 // Where this kernel is slower than the roofline, the gap is what widening and issuing loads and
-// FMAs from one instruction stream cost on that device: no decode kernel can do better.
+// FMAs from one instruction stream cost on that device, which a decode kernel pays as well.
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_GOOGLE_include_directive : require
 #include "kv_load.glsl"
