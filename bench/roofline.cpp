@@ -182,7 +182,9 @@ double Roofline::fma_flops_per_second(int reps) {
       p_->ts.write(cmd, 1);
     });
     const double flops = double{kFmaGroups} * kLanes * kFmaIterations * 64.0;
-    best = std::max(best, flops / (p_->ts.elapsed_ns(0, 1) * 1e-9));
+    const double sec = p_->ts.elapsed_ns(0, 1) * 1e-9;
+    if (verbose_) std::fprintf(stderr, "roofline fma: %.1f GFLOP/s\n", flops / sec * 1e-9);
+    best = std::max(best, flops / sec);
   }
   return best;
 }
