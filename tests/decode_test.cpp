@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "decode_plan_impl.hpp"  // which variant a plan chose, to prove an override took effect
+#include "tuning.hpp"            // binding limits, to size the largest pool
 #include "reference.hpp"
 #include "test_support.hpp"
 
@@ -645,6 +646,47 @@ TEST_F(Decode, PlanReusedAsLengthsGrow) {
     run_and_check(automatic, kv, 4, q, lengths, default_scale(64));
     if (HasFailure()) break;
   }
+}
+
+// The far end of the largest pool one binding can address (lavapipe: 2 GiB of texels). Texel
+// indices and byte offsets there need every bit of a 31-bit range, so an int32 overflow anywhere in
+// the runtime's layout or the kernel's addressing would show up as a wrong last sequence. The other
+// sequences hold one token each, to keep the host copy and the reference to one sequence.
+TEST_F(Decode, FarEndOfTheLargestPool) {
+  Context& ctx = context();
+  constexpr uint32_t kG = 8, kH = 32, kD = 128, kLen = 16384;
+  constexpr uint64_t kPerSeq = 2ull * kG * kLen * kD * 2;  // K and V, f16: 64 MiB
+  const DeviceInfo& dev = ctx.device();
+  const uint64_t limit =
+      std::min<uint64_t>(std::max(max_binding_bytes(dev, LoadPath::texel),
+                                  max_binding_bytes(dev, LoadPath::storage)),
+                         2ull << 30);
+  const uint32_t batch = static_cast<uint32_t>(limit / kPerSeq);
+  if (batch < 2) GTEST_SKIP() << "this device binds at most " << limit << " bytes";
+  KvCache cache(ctx, {batch, kG, kD, kLen, DType::f16});
+  ASSERT_GT(cache.bytes(), limit - kPerSeq);
+
+  const KvHost last = random_kv({1, kG, kD, kLen, DType::f16}, 120);
+  const std::vector<float> zero(size_t{kG} * kD, 0.0f);
+  for (uint32_t b = 0; b + 1 < batch; ++b) cache.write(b, 0, 1, zero, zero);
+  for (uint32_t t = 0; t < kLen; t += 4096) {
+    cache.write(batch - 1, t, 4096, last.slice_k(0, t, 4096), last.slice_v(0, t, 4096));
+  }
+  DecodePlan plan(ctx, cache, {kH, std::nullopt, 0});
+  std::vector<uint32_t> lengths(batch, 1);
+  lengths.back() = kLen;
+  const std::vector<float> q = random_q(batch, kH, kD, 121);
+  const std::vector<float> out = plan.run(q, lengths);
+
+  const size_t row = size_t{kH} * kD;
+  const std::span<const float> q_last(q.data() + (batch - 1) * row, row);
+  const std::vector<uint32_t> len_last = {kLen};
+  const std::vector<double> want = reference(last, kH, q_last, len_last, default_scale(kD));
+  EXPECT_TRUE(all_close(std::span(out).subspan((batch - 1) * row), want, kH, kD, kAtol))
+      << "sequence " << batch - 1 << " of " << batch << ", pool " << cache.bytes() << " bytes";
+  // The first sequence's one token of zeros: every output is zero.
+  EXPECT_EQ(*std::max_element(out.begin(), out.begin() + row), 0.0f);
+  EXPECT_EQ(*std::min_element(out.begin(), out.begin() + row), 0.0f);
 }
 
 }  // namespace
