@@ -1,5 +1,7 @@
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -122,6 +124,25 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
         " values each ([G, n, D] = [" + std::to_string(d.kv_heads) + ", " + std::to_string(n) +
         ", " + std::to_string(d.head_dim) + "]); got k " + std::to_string(k.size()) + " and v " +
         std::to_string(v.size()));
+  }
+
+  // A finite float that f16 cannot hold would be stored as infinity: refuse it, naming where it is.
+  // From 65520 (halfway between 65504, the largest finite f16, and 2^16) rounding gives infinity.
+  if constexpr (std::is_same_v<T, float>) {
+    if (d.dtype == DType::f16) {
+      for (const auto& [values, name] : {std::pair{k, "k"}, std::pair{v, "v"}}) {
+        for (size_t i = 0; i < values.size(); ++i) {
+          const float x = values[i];
+          if (std::isfinite(x) && std::abs(x) >= 65520.0f) {
+            const size_t row = i / d.head_dim;
+            bad(std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(x) +
+                " (KV head " + std::to_string(row / n) + ", token " +
+                std::to_string(first + row % n) + ", dim " + std::to_string(i % d.head_dim) +
+                ") overflows f16 storage (expected |value| <= 65504, the largest finite f16)");
+          }
+        }
+      }
+    }
   }
 
   // One run per (block, head, K or V) that the token range touches.

@@ -239,6 +239,30 @@ TEST_F(Errors, WriteF16Checks) {
   EXPECT_TRUE(throws_error([&] { cache.write_f16(0, 0, 0, {}, {}); }, kInvalid, {"n_tokens is 0"}));
 }
 
+// A finite float beyond f16's range would round to infinity: the write throws and names it.
+// 65519 still rounds down to 65504, the largest finite f16; from 65520 rounding overflows.
+TEST_F(Errors, WriteF16Overflow) {
+  KvCacheDesc d = good_desc();
+  d.dtype = DType::f16;
+  KvCache cache(context(), d);
+  std::vector<float> k(2 * 4 * 64, 0.5f), v = k;
+  k[300] = 65519.0f;
+  v[7] = -65519.0f;
+  cache.write(1, 10, 4, k, v);
+  v[7] = -65520.0f;
+  EXPECT_TRUE(throws_error([&] { cache.write(1, 10, 4, k, v); }, kInvalid,
+                           {"v[7] = -65520", "KV head 0, token 10, dim 7", "overflows f16",
+                            "65504"}));
+  v[7] = 0.5f;
+  k[300] = 1e30f;
+  EXPECT_TRUE(throws_error([&] { cache.write(1, 10, 4, k, v); }, kInvalid,
+                           {"k[300]", "KV head 1, token 10, dim 44", "overflows f16"}));
+  // Infinity and NaN are stored as they are, as in an f32 cache.
+  k[300] = std::numeric_limits<float>::infinity();
+  v[7] = NAN;
+  cache.write(1, 10, 4, k, v);
+}
+
 // ---------------------------------------------------------------------------------------------
 // DecodePlan::run. Cache: B=2, G=2, D=64, capacity 32; plan H=4, so q and out hold 512 values.
 
@@ -331,6 +355,11 @@ TEST_F(Errors, RejectedCallsChangeNothing) {
     EXPECT_THROW(cache.write(1, 0, 20, k20, v19), Error);   // v too short
     EXPECT_THROW(cache.write(0, 0, 12, k20, v20), Error);   // k and v too long
     EXPECT_THROW(cache.write(2, 0, 20, k20, v20), Error);   // no sequence 2
+    if (dtype == DType::f16) {  // the last value overflows f16: checked before anything is copied
+      std::vector<float> v_big = v20;
+      v_big.back() = 1e6f;
+      EXPECT_THROW(cache.write(0, 0, 20, k20, v_big), Error);
+    }
     std::vector<uint16_t> kh(k20.size()), vh(v20.size());
     floats_to_halves(k20, kh);
     floats_to_halves(v20, vh);

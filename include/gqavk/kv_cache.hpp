@@ -41,7 +41,8 @@ class KvCache {
   uint64_t bytes() const;
   // Writes tokens [first_token, first_token + n_tokens) of sequence `seq`. k and v are
   // [G, n_tokens, D] in C order (one batch entry of PyTorch's [B, G, L, D]); f32 input is rounded
-  // to the storage type. Nothing is written when an argument is bad.
+  // to the storage type, and a finite value too large for f16 (|x| > 65504 after rounding) throws
+  // rather than becoming infinity. Nothing is written when an argument is bad.
   void write(uint32_t seq, uint32_t first_token, uint32_t n_tokens, std::span<const float> k,
              std::span<const float> v);
   // The same from IEEE half bit patterns; the cache must store f16.
