@@ -1,6 +1,7 @@
 #include "gqavk/half.hpp"
 
 #include <bit>
+#include <cmath>
 #include <cstddef>
 #include <stdexcept>
 #include <string>
@@ -66,6 +67,8 @@ std::uint16_t float_to_half(float f) {
   if (remainder > 0x1000u || (remainder == 0x1000u && (unrounded & 1u) != 0)) ++result;
   return static_cast<std::uint16_t>(sign | result);
 }
+
+bool overflows_half(float f) { return std::isfinite(f) && std::abs(f) >= 65520.0f; }
 
 float half_to_float(std::uint16_t h) {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;

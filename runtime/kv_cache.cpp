@@ -1,8 +1,7 @@
 #include <algorithm>
-#include <cmath>
 #include <cstring>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gqavk/half.hpp"
@@ -127,13 +126,12 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
   }
 
   // A finite float that f16 cannot hold would be stored as infinity: refuse it, naming where it is.
-  // From 65520 (halfway between 65504, the largest finite f16, and 2^16) rounding gives infinity.
   if constexpr (std::is_same_v<T, float>) {
     if (d.dtype == DType::f16) {
       for (const auto& [values, name] : {std::pair{k, "k"}, std::pair{v, "v"}}) {
         for (size_t i = 0; i < values.size(); ++i) {
           const float x = values[i];
-          if (std::isfinite(x) && std::abs(x) >= 65520.0f) {
+          if (overflows_half(x)) {
             const size_t row = i / d.head_dim;
             bad(std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(x) +
                 " (KV head " + std::to_string(row / n) + ", token " +

@@ -244,7 +244,7 @@ void check_values(const std::string& path, const gqavk::npy::Array& a, bool to_f
       fail(path + " holds " + std::to_string(x) + " at flat index " + std::to_string(i) +
            " (expected finite values)");
     }
-    if (to_f16 && (gqavk::float_to_half(x) & 0x7c00u) == 0x7c00u) {
+    if (to_f16 && gqavk::overflows_half(x)) {
       fail(path + " holds " + std::to_string(x) + " at flat index " + std::to_string(i) +
            ", which overflows the f16 KV cache (expected |x| < 65520; use --kv-dtype f32)");
     }

@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "decode_plan_impl.hpp"  // which variant a plan chose, to prove an override took effect
-#include "tuning.hpp"            // binding limits, to size the largest pool
 #include "reference.hpp"
 #include "test_support.hpp"
+#include "tuning.hpp"  // binding limits, to size the largest pool
 
 namespace gqavk::test {
 namespace {
@@ -657,10 +657,9 @@ TEST_F(Decode, FarEndOfTheLargestPool) {
   constexpr uint32_t kG = 8, kH = 32, kD = 128, kLen = 16384;
   constexpr uint64_t kPerSeq = 2ull * kG * kLen * kD * 2;  // K and V, f16: 64 MiB
   const DeviceInfo& dev = ctx.device();
-  const uint64_t limit =
-      std::min<uint64_t>(std::max(max_binding_bytes(dev, LoadPath::texel),
-                                  max_binding_bytes(dev, LoadPath::storage)),
-                         2ull << 30);
+  const uint64_t limit = std::min<uint64_t>(
+      std::max(max_binding_bytes(dev, LoadPath::texel), max_binding_bytes(dev, LoadPath::storage)),
+      2ull << 30);
   const uint32_t batch = static_cast<uint32_t>(limit / kPerSeq);
   if (batch < 2) GTEST_SKIP() << "this device binds at most " << limit << " bytes";
   KvCache cache(ctx, {batch, kG, kD, kLen, DType::f16});

@@ -250,9 +250,9 @@ TEST_F(Errors, WriteF16Overflow) {
   v[7] = -65519.0f;
   cache.write(1, 10, 4, k, v);
   v[7] = -65520.0f;
-  EXPECT_TRUE(throws_error([&] { cache.write(1, 10, 4, k, v); }, kInvalid,
-                           {"v[7] = -65520", "KV head 0, token 10, dim 7", "overflows f16",
-                            "65504"}));
+  EXPECT_TRUE(
+      throws_error([&] { cache.write(1, 10, 4, k, v); }, kInvalid,
+                   {"v[7] = -65520", "KV head 0, token 10, dim 7", "overflows f16", "65504"}));
   v[7] = 0.5f;
   k[300] = 1e30f;
   EXPECT_TRUE(throws_error([&] { cache.write(1, 10, 4, k, v); }, kInvalid,

@@ -101,6 +101,20 @@ TEST(HalfTest, OverflowToInfinity) {
   EXPECT_EQ(float_to_half(-1e30f), 0xfc00);
 }
 
+// overflows_half agrees with float_to_half: true exactly where a finite float becomes infinity.
+TEST(HalfTest, OverflowsHalfMatchesConversion) {
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float f : {0.0f, 1.0f, 65504.0f, 65519.0f, std::nextafter(65520.0f, 0.0f), 65520.0f,
+                  65521.0f, 1e30f, std::numeric_limits<float>::max()}) {
+    for (float x : {f, -f}) {
+      EXPECT_EQ(overflows_half(x), (float_to_half(x) & 0x7fffu) == 0x7c00u) << x;
+    }
+  }
+  EXPECT_FALSE(overflows_half(inf));
+  EXPECT_FALSE(overflows_half(-inf));
+  EXPECT_FALSE(overflows_half(std::nanf("")));
+}
+
 TEST(HalfTest, RoundTripAllHalfBitPatterns) {
   for (std::uint32_t bits = 0; bits <= 0xffffu; ++bits) {
     const auto h = static_cast<std::uint16_t>(bits);

@@ -11,6 +11,10 @@ namespace gqavk {
 // Converts a float to binary16 bits: round to nearest even, overflow to inf, NaN to a quiet NaN.
 std::uint16_t float_to_half(float f);
 
+// True for a finite float that float_to_half rounds to infinity: |f| >= 65520, halfway between
+// 65504 (the largest finite half) and 2^16.
+bool overflows_half(float f);
+
 // Converts binary16 bits to the float with exactly the same value (every half is representable).
 float half_to_float(std::uint16_t h);
 
