@@ -190,14 +190,18 @@ void main() {
       l_run[h] = l_run[h] * alpha[h] + sum;
       m_run[h] = m_new;
     }
-    if (rescale) {
+    // Lanes owning texels rescale here, skipped on GPUs once the maxima settle. The by-key phase
+    // folds alpha into its one update per accumulator instead: lavapipe runs both sides of a
+    // branch it cannot prove uniform, so a separate pass would cost a masked read-modify-write
+    // of the whole row every tile (alpha is exactly 1 where the max did not move).
+    if (rescale && !VALUES_BY_KEY) {
       [[unroll]] for (uint i = 0; i < HEADS * ACC; ++i) acc[i] *= alpha[i / ACC];
     }
 
     // 3. Values: acc += sum over the tile's keys of p * v.
     if (VALUES_BY_KEY) {
       // Per texel column c: fetch it for this lane's keys, then add p * v into the row, one half of
-      // the texel at a time (HEADS vec4 partial sums).
+      // the texel at a time (HEADS vec4 partial sums), rescaling the row by alpha as it goes.
       [[unroll]] for (uint c = 0; c < ROW; ++c) {
         uvec4 t[KEYS_PER_LANE];
         [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) t[r] = kv_texel(v_at[r] + (c << GROUP_SHIFT));
@@ -210,7 +214,10 @@ void main() {
             const vec4 v = half_ == 0u ? lo : hi;
             [[unroll]] for (uint h = 0; h < HEADS; ++h) part[h] += s[r * HEADS + h] * v;
           }
-          [[unroll]] for (uint h = 0; h < HEADS; ++h) acc[h * ACC + c * HALVES + half_] += part[h];
+          [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+            const uint i = h * ACC + c * HALVES + half_;
+            acc[i] = acc[i] * alpha[h] + part[h];
+          }
         }
       }
     } else {
