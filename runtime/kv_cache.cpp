@@ -136,7 +136,8 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
             bad(std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(x) +
                 " (KV head " + std::to_string(row / n) + ", token " +
                 std::to_string(first + row % n) + ", dim " + std::to_string(i % d.head_dim) +
-                ") overflows f16 storage (expected |value| <= 65504, the largest finite f16)");
+                ") overflows f16 storage (expected |value| < 65520, which rounds to at most 65504, "
+                "the largest finite f16)");
           }
         }
       }
