@@ -12,6 +12,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "decode_plan_impl.hpp"
@@ -157,7 +158,8 @@ void run_decode(benchmark::State& state, Case c) {
   state.SetLabel("roof read: " + read.variant);
 }
 
-void register_all() {
+// min_seconds: each benchmark's minimum running time; 0 leaves it to --benchmark_min_time.
+void register_all(double min_seconds) {
   for (DType dt : {DType::f32, DType::f16}) {
     for (uint32_t g : {32u, 8u, 1u}) {
       for (uint32_t len : {512u, 4096u, 16384u}) {
@@ -165,10 +167,10 @@ void register_all() {
           const std::string name = std::string("decode_") + to_string(dt) +
                                    "/H:32/G:" + std::to_string(g) +
                                    "/D:128/L:" + std::to_string(len) + "/B:" + std::to_string(b);
-          benchmark::RegisterBenchmark(name.c_str(), run_decode, Case{dt, g, len, b})
-              ->UseManualTime()
-              ->Unit(benchmark::kMillisecond)
-              ->MinTime(0.3);
+          auto* bm = benchmark::RegisterBenchmark(name.c_str(), run_decode, Case{dt, g, len, b})
+                         ->UseManualTime()
+                         ->Unit(benchmark::kMillisecond);
+          if (min_seconds > 0) bm->MinTime(min_seconds);
         }
       }
     }
@@ -179,6 +181,11 @@ void register_all() {
 }  // namespace gqavk::bench
 
 int main(int argc, char** argv) {
+  // A per-benchmark MinTime would override --benchmark_min_time: set it only when none is given.
+  bool min_time_given = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]).starts_with("--benchmark_min_time")) min_time_given = true;
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   try {
@@ -190,7 +197,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "gqavk-bench: %s\n", e.what());
     return 1;
   }
-  gqavk::bench::register_all();
+  gqavk::bench::register_all(min_time_given ? 0.0 : 0.3);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;
