@@ -21,6 +21,7 @@ constexpr uint32_t kMaxGroups = 32768;  // sizes the sink
 constexpr uint32_t kFloorHeads = 4;     // query heads per pass of the decode floor
 constexpr uint32_t kFmaGroups = 4096;
 constexpr uint32_t kFmaIterations = 2048;
+constexpr LoadPath kPaths[] = {LoadPath::texel, LoadPath::image, LoadPath::storage};
 // Push constants of roofline_read.comp (texels_per_group only) and decode_floor.comp.
 struct StreamParams {
   uint32_t texels_per_group;
@@ -31,24 +32,23 @@ struct StreamParams {
 // A streaming kernel: which load path it binds and its workgroup size.
 struct Roofline::Variant {
   std::string name;
-  bool texel;
+  LoadPath path;
   uint32_t lanes;
   ComputePipeline pipe;
 };
 
 namespace {
-// A streaming kernel `shader`_texel or `shader`_storage with workgroup size `lanes` and
-// specialization constants 1.. of `spec`; push constants are StreamParams.
+// A streaming kernel `shader`_<path> with workgroup size `lanes` and specialization constants 1..
+// of `spec`; push constants are StreamParams.
 Roofline::Variant make_variant(const Context::Impl& ctx, std::string name, const char* shader,
-                               bool texel, uint32_t lanes, const std::vector<uint32_t>& spec) {
+                               LoadPath path, uint32_t lanes, const std::vector<uint32_t>& spec) {
   PipelineDesc d;
-  d.shader = std::string(shader) + (texel ? "_texel" : "_storage");
-  d.bindings = {texel ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
+  d.shader = std::string(shader) + "_" + to_string(path);
+  d.bindings = {kv_pool_descriptor_type(path), VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
   d.push_constant_bytes = sizeof(StreamParams);
   d.spec_constants = {lanes};
   d.spec_constants.insert(d.spec_constants.end(), spec.begin(), spec.end());
-  return {std::move(name) + "/" + std::to_string(lanes), texel, lanes, ctx.make_pipeline(d)};
+  return {std::move(name) + "/" + std::to_string(lanes), path, lanes, ctx.make_pipeline(d)};
 }
 }  // namespace
 
@@ -64,13 +64,13 @@ Roofline::Roofline(Context::Impl& ctx)
     : ctx_(ctx),
       p_(std::make_unique<Pipelines>()),
       verbose_(std::getenv("GQAVK_BENCH_VERBOSE") != nullptr) {
-  // Reads: texel or storage path, lanes strided or in runs, 64-lane workgroups or one subgroup.
-  for (bool texel : {true, false}) {
+  // Reads: every load path, lanes strided or in runs, 64-lane workgroups or one subgroup.
+  for (LoadPath path : kPaths) {
     for (bool runs : {false, true}) {
       for (uint32_t lanes : workgroup_sizes()) {
         p_->reads.push_back(make_variant(
-            ctx, std::string(texel ? "texel" : "storage") + (runs ? "-runs" : "-strided"),
-            "roofline_read", texel, lanes, {runs ? 1u : 0u}));
+            ctx, std::string(to_string(path)) + (runs ? "-runs" : "-strided"), "roofline_read",
+            path, lanes, {runs ? 1u : 0u}));
       }
     }
   }
@@ -102,13 +102,13 @@ double Roofline::time_stream(const Variant& v, const Buffer& buffer, uint64_t by
   const uint64_t per_group = std::max<uint64_t>(step, bytes / 16 / want / step * step);
   const uint64_t groups = std::min<uint64_t>(bytes / 16 / per_group, kMaxGroups);
   const uint64_t span = groups * per_group * 16;
-  const LoadPath path = v.texel ? LoadPath::texel : LoadPath::storage;
+  const LoadPath path = v.path;
   if (groups == 0 || span > max_binding_bytes(ctx_.info, path)) {
     return std::numeric_limits<double>::infinity();
   }
   std::optional<TexelView> view;
   Binding src;
-  if (v.texel) {
+  if (uses_texel_view(v.path)) {
     view.emplace(ctx_.device, buffer);
     src.texel_view = view->handle();
   } else {
@@ -152,10 +152,10 @@ ReadResult Roofline::floor_seconds(const Buffer& buffer, uint64_t bytes, uint32_
   const uint32_t passes = (heads + chunk - 1) / chunk;
   std::vector<Variant>& floors = p_->floors[uint64_t{chunk} << 1 | (f16 ? 1u : 0u)];
   if (floors.empty()) {
-    for (bool texel : {true, false}) {
+    for (LoadPath path : kPaths) {
       for (uint32_t lanes : workgroup_sizes()) {
-        floors.push_back(make_variant(ctx_, texel ? "floor texel" : "floor storage", "decode_floor",
-                                      texel, lanes, {chunk, f16 ? 1u : 0u}));
+        floors.push_back(make_variant(ctx_, std::string("floor ") + to_string(path),
+                                      "decode_floor", path, lanes, {chunk, f16 ? 1u : 0u}));
       }
     }
   }

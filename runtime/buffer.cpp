@@ -30,7 +30,9 @@ Buffer::Buffer(VkPhysicalDevice phys, VkDevice device, BufferKind kind, uint64_t
   info.size = bytes;
   info.usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
   if (kind == BufferKind::device_local) {
-    info.usage |= VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT;
+    // Every kernel load path may bind it: storage buffer, uniform or storage texel buffer.
+    info.usage |= VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT |
+                  VK_BUFFER_USAGE_STORAGE_TEXEL_BUFFER_BIT;
   }
   info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
   vk_check(vkCreateBuffer(device, &info, nullptr, &buffer_), "vkCreateBuffer");

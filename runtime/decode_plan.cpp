@@ -59,7 +59,7 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                     kv.dtype, kv.capacity_tokens, p.cache->pool.bytes()};
   p.tuning = choose_decode_tuning(dev, shape, desc.max_splits, overrides_from_env());
   const DecodeTuning& t = p.tuning;
-  if (t.load_path == LoadPath::texel && !p.cache->texel_view) {
+  if (uses_texel_view(t.load_path) && !p.cache->texel_view) {
     throw Error(ErrorCode::unsupported, "the KV pool is too large for a texel view on " + dev.name);
   }
   const uint64_t groups_y = uint64_t{kv.kv_heads} * t.head_chunks;
@@ -71,13 +71,11 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
   }
 
   const bool split = t.max_splits > 1;
-  const std::string variant = std::string("decode_split_") +
-                              (t.load_path == LoadPath::texel ? "texel" : "storage") + "_" +
+  const std::string variant = std::string("decode_split_") + to_string(t.load_path) + "_" +
                               (t.reduction == Reduction::subgroup ? "subgroup" : "shared");
   PipelineDesc pd;
   pd.shader = variant;
-  pd.bindings = {t.load_path == LoadPath::texel ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER
-                                                : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+  pd.bindings = {kv_pool_descriptor_type(t.load_path),
                  VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                  VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                  VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
@@ -109,7 +107,7 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
     p.stats = p.ctx->make_buffer(BufferKind::device_local, 16, "split stats (unused)");
   }
   Binding pool_binding;
-  if (t.load_path == LoadPath::texel) {
+  if (uses_texel_view(t.load_path)) {
     pool_binding.texel_view = p.cache->texel_view->handle();
   } else {
     pool_binding.buffer = p.cache->pool.handle();

@@ -10,7 +10,22 @@
 #include <string>
 #include <vector>
 
+#include "tuning.hpp"
+
 namespace gqavk {
+
+// The descriptor type binding 0 (the KV pool) has for each load path.
+inline VkDescriptorType kv_pool_descriptor_type(LoadPath path) {
+  switch (path) {
+    case LoadPath::texel:
+      return VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
+    case LoadPath::image:
+      return VK_DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER;
+    case LoadPath::storage:
+      break;
+  }
+  return VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+}
 
 struct PipelineDesc {
   std::string shader;                      // embedded variant name

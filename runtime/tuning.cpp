@@ -29,9 +29,21 @@ TuningOverrides overrides_from_env() {
   return o;
 }
 
+const char* to_string(LoadPath path) {
+  switch (path) {
+    case LoadPath::texel:
+      return "texel";
+    case LoadPath::storage:
+      return "storage";
+    case LoadPath::image:
+      return "image";
+  }
+  return "unknown";
+}
+
 uint64_t max_binding_bytes(const DeviceInfo& device, LoadPath path) {
-  const uint64_t limit = path == LoadPath::texel ? device.max_texel_buffer_elements * 16
-                                                 : device.max_storage_buffer_range;
+  const uint64_t limit = uses_texel_view(path) ? device.max_texel_buffer_elements * 16
+                                               : device.max_storage_buffer_range;
   const uint64_t alloc =
       device.max_memory_allocation_size ? device.max_memory_allocation_size : limit;
   return std::min(limit, alloc);
@@ -42,17 +54,25 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
   DecodeTuning t;
 
   // Load path: lavapipe gathers texel fetches but loops per lane over storage loads; GPUs read
-  // storage buffers at full speed. Take the other path when the pool exceeds the binding limit.
+  // storage buffers at full speed. On lavapipe imageLoad (inlined) streams faster than texelFetch
+  // (a call), yet decode, bound by its arithmetic, measured the same with both: texel stays.
+  // Take the other path when the pool exceeds the binding limit.
   LoadPath preferred = device.vendor == Vendor::mesa_cpu ? LoadPath::texel : LoadPath::storage;
-  if (overrides.load_path == "texel") {
-    preferred = LoadPath::texel;
-  } else if (overrides.load_path == "storage") {
-    preferred = LoadPath::storage;
-  } else if (!overrides.load_path.empty()) {
-    throw Error(ErrorCode::invalid_argument, "GQAVK_KV_LOAD='" + overrides.load_path +
-                                                 "' is not valid (expected texel or storage)");
+  if (!overrides.load_path.empty()) {
+    bool known = false;
+    for (LoadPath p : {LoadPath::texel, LoadPath::storage, LoadPath::image}) {
+      if (overrides.load_path == to_string(p)) {
+        preferred = p;
+        known = true;
+      }
+    }
+    if (!known) {
+      throw Error(ErrorCode::invalid_argument,
+                  "GQAVK_KV_LOAD='" + overrides.load_path +
+                      "' is not valid (expected texel, storage or image)");
+    }
   }
-  const LoadPath other = preferred == LoadPath::texel ? LoadPath::storage : LoadPath::texel;
+  const LoadPath other = uses_texel_view(preferred) ? LoadPath::storage : LoadPath::texel;
   if (shape.pool_bytes <= max_binding_bytes(device, preferred)) {
     t.load_path = preferred;
   } else if (overrides.load_path.empty() && shape.pool_bytes <= max_binding_bytes(device, other)) {

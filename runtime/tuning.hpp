@@ -10,7 +10,9 @@
 
 namespace gqavk {
 
-enum class LoadPath { texel, storage };
+// How kernels bind the KV pool (kv_load.glsl): a storage buffer, a uniform texel buffer read with
+// texelFetch, or a storage texel buffer read with imageLoad. The last two share a buffer view.
+enum class LoadPath { texel, storage, image };
 enum class Reduction { subgroup, shared };
 
 struct DecodeShape {
@@ -38,7 +40,7 @@ struct DecodeTuning {
 
 // Overrides for testing both paths on one device; empty strings mean "choose".
 struct TuningOverrides {
-  std::string load_path;  // "texel" or "storage"
+  std::string load_path;  // "texel", "storage" or "image"
   std::string reduction;  // "subgroup" or "shared"
   std::string values;     // "key" or "texel" (subgroup reduction only)
 };
@@ -50,6 +52,12 @@ TuningOverrides overrides_from_env();
 // Throws gqavk::Error (unsupported) when no variant fits the device's limits.
 DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& shape,
                                   uint32_t requested_splits, const TuningOverrides& overrides = {});
+
+// "texel", "storage" or "image": the name in shader variants and in GQAVK_KV_LOAD.
+const char* to_string(LoadPath path);
+
+// True for the paths that bind the pool through a buffer view (texel and image).
+inline bool uses_texel_view(LoadPath path) { return path != LoadPath::storage; }
 
 // Bytes a binding of the pool may span with `path` on `device`.
 uint64_t max_binding_bytes(const DeviceInfo& device, LoadPath path);

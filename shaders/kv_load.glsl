@@ -1,11 +1,17 @@
 // How kernels read the KV pool: 16-byte texels, f32 (4 values) or f16 (8 values) each.
-// GQAVK_KV_TEXEL=1 binds the pool as a uniform texel buffer (R32G32B32A32_UINT): lavapipe turns
-// texel fetches into vector gathers, about 3x faster than its storage-buffer loads. GQAVK_KV_TEXEL=0
-// binds it as a storage buffer, the usual fast path on GPUs. Which one runs is a tuning choice.
+// GQAVK_KV_LOAD picks the binding, a tuning choice per device:
+//  0: storage buffer of uvec4, the usual fast path on GPUs;
+//  1: uniform texel buffer (R32G32B32A32_UINT) read with texelFetch: lavapipe gathers each fetch
+//     in a called function, about 3x faster than its per-lane storage-buffer loads;
+//  2: storage texel buffer (same format) read with imageLoad: lavapipe inlines the same gather,
+//     and a plain stream runs about 1.5x faster again (decode, bound by arithmetic, does not).
 #ifndef GQAVK_KV_LOAD_GLSL
 #define GQAVK_KV_LOAD_GLSL
 
-#if GQAVK_KV_TEXEL
+#if GQAVK_KV_LOAD == 2
+layout(binding = 0, rgba32ui) uniform readonly restrict uimageBuffer kv_pool;
+uvec4 kv_texel(uint i) { return imageLoad(kv_pool, int(i)); }
+#elif GQAVK_KV_LOAD == 1
 layout(binding = 0) uniform usamplerBuffer kv_pool;
 uvec4 kv_texel(uint i) { return texelFetch(kv_pool, int(i)); }
 #else

@@ -237,7 +237,7 @@ INSTANTIATE_TEST_SUITE_P(EveryWidth, SplitK,
                          shape_param_name);
 
 // ---------------------------------------------------------------------------------------------
-// Both load paths (texel, storage), both reductions (subgroup, shared) and, with subgroups, both
+// Every load path (texel, image, storage), both reductions (subgroup, shared) and, with subgroups, both
 // value phases (key, texel), forced through GQAVK_KV_LOAD, GQAVK_REDUCTION and GQAVK_VALUES, which
 // a plan reads when it is made.
 
@@ -269,7 +269,7 @@ TEST_P(Variants, MatchesReference) {
     return DecodePlan(ctx, cache, {s.q_heads, std::nullopt, 3});
   }();
   const DecodeTuning& t = plan.impl().tuning;
-  EXPECT_EQ(t.load_path, std::string(c.load) == "texel" ? LoadPath::texel : LoadPath::storage);
+  EXPECT_EQ(to_string(t.load_path), std::string(c.load));
   if (ctx.device().subgroup_lanes > 0) {
     EXPECT_EQ(t.reduction,
               std::string(c.reduction) == "shared" ? Reduction::shared : Reduction::subgroup);
@@ -288,7 +288,7 @@ std::string variant_name(const ::testing::TestParamInfo<VariantCase>& info) {
 std::vector<VariantCase> variant_cases(std::initializer_list<Shape> shapes) {
   std::vector<VariantCase> out;
   for (const Shape& s : shapes) {
-    for (const char* load : {"texel", "storage"}) {
+    for (const char* load : {"texel", "image", "storage"}) {
       out.push_back({load, "subgroup", "key", s});
       out.push_back({load, "subgroup", "texel", s});
       out.push_back({load, "shared", "texel", s});

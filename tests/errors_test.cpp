@@ -147,7 +147,7 @@ TEST_F(Errors, PlanBadEnvironmentOverrides) {
         [&] {
           DecodePlan p(context(), cache, {4, std::nullopt, 0});
         },
-        kInvalid, {"GQAVK_KV_LOAD='fast'", "expected texel or storage"}));
+        kInvalid, {"GQAVK_KV_LOAD='fast'", "expected texel, storage or image"}));
   }
   {
     ScopedEnv env("GQAVK_REDUCTION", "warp");

@@ -280,6 +280,24 @@ TEST(Tuning, OtherPathWhenThePoolExceedsThePreferredBinding) {
   EXPECT_EQ(choose_decode_tuning(mobile, with_pool(kLlama, kGiB), 0).load_path, LoadPath::texel);
 }
 
+TEST(Tuning, ImageLoadsShareTheTexelView) {
+  // imageLoad and texelFetch bind the same R32G32B32A32_UINT view, so the same limit applies.
+  EXPECT_TRUE(uses_texel_view(LoadPath::image));
+  EXPECT_TRUE(uses_texel_view(LoadPath::texel));
+  EXPECT_FALSE(uses_texel_view(LoadPath::storage));
+  for (const DeviceInfo& dev : {nvidia_like(), lavapipe_like(), intel_like()}) {
+    EXPECT_EQ(max_binding_bytes(dev, LoadPath::image), max_binding_bytes(dev, LoadPath::texel));
+  }
+  // Forced past the texel limit, the image path fails rather than switching to storage.
+  DeviceInfo cpu = lavapipe_like();
+  cpu.max_texel_buffer_elements = 1u << 20;  // 16 MiB of texels
+  EXPECT_TRUE(throws_error(
+      [&] {
+        choose_decode_tuning(cpu, with_pool(kLlama, 100 * kMiB), 0, {"image", ""});
+      },
+      ErrorCode::unsupported, {std::to_string(100 * kMiB)}));
+}
+
 TEST(Tuning, UnsupportedWhenThePoolExceedsEveryBinding) {
   for (const DeviceInfo& dev : {nvidia_like(), lavapipe_like(), intel_like()}) {
     SCOPED_TRACE(dev.name);
@@ -306,10 +324,10 @@ TEST(Tuning, ForcedLoadPathNeverFallsBack) {
 TEST(Tuning, OverridesChooseTheVariant) {
   for (const DeviceInfo& dev : {nvidia_like(), lavapipe_like()}) {
     SCOPED_TRACE(dev.name);
-    for (const char* load : {"texel", "storage"}) {
+    for (const char* load : {"texel", "storage", "image"}) {
       for (const char* reduction : {"subgroup", "shared"}) {
         const DecodeTuning t = choose_decode_tuning(dev, kLlama, 0, {load, reduction});
-        EXPECT_EQ(t.load_path, std::string(load) == "texel" ? LoadPath::texel : LoadPath::storage);
+        EXPECT_EQ(to_string(t.load_path), std::string(load));
         EXPECT_EQ(t.reduction,
                   std::string(reduction) == "shared" ? Reduction::shared : Reduction::subgroup);
         EXPECT_GE(t.lanes, 1u);
@@ -322,13 +340,13 @@ TEST(Tuning, OverridesChooseTheVariant) {
 TEST(Tuning, OverrideStringsAreValidated) {
   const DeviceInfo dev = nvidia_like();
   EXPECT_NO_THROW(choose_decode_tuning(dev, kLlama, 0, {"", ""}));
-  for (const char* bad : {"fast", "Texel", "texel ", "buffer"}) {
+  for (const char* bad : {"fast", "Texel", "texel ", "buffer", "images"}) {
     EXPECT_TRUE(throws_error(
         [&] {
           choose_decode_tuning(dev, kLlama, 0, {bad, ""});
         },
         ErrorCode::invalid_argument,
-        {std::string("GQAVK_KV_LOAD='") + bad + "'", "texel or storage"}));
+        {std::string("GQAVK_KV_LOAD='") + bad + "'", "texel, storage or image"}));
   }
   for (const char* bad : {"warp", "Shared", "subgroups"}) {
     EXPECT_TRUE(throws_error(
