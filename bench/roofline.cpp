@@ -21,7 +21,6 @@ constexpr uint32_t kMaxGroups = 32768;  // sizes the sink
 constexpr uint32_t kFloorHeads = 4;     // query heads per pass of the decode floor
 constexpr uint32_t kFmaGroups = 4096;
 constexpr uint32_t kFmaIterations = 2048;
-constexpr LoadPath kPaths[] = {LoadPath::texel, LoadPath::image, LoadPath::storage};
 // Push constants of roofline_read.comp (texels_per_group only) and decode_floor.comp.
 struct StreamParams {
   uint32_t texels_per_group;
@@ -65,12 +64,12 @@ Roofline::Roofline(Context::Impl& ctx)
       p_(std::make_unique<Pipelines>()),
       verbose_(std::getenv("GQAVK_BENCH_VERBOSE") != nullptr) {
   // Reads: every load path, lanes strided or in runs, 64-lane workgroups or one subgroup.
-  for (LoadPath path : kPaths) {
+  for (LoadPath path : kLoadPaths) {
     for (bool runs : {false, true}) {
       for (uint32_t lanes : workgroup_sizes()) {
-        p_->reads.push_back(make_variant(
-            ctx, std::string(to_string(path)) + (runs ? "-runs" : "-strided"), "roofline_read",
-            path, lanes, {runs ? 1u : 0u}));
+        p_->reads.push_back(
+            make_variant(ctx, std::string(to_string(path)) + (runs ? "-runs" : "-strided"),
+                         "roofline_read", path, lanes, {runs ? 1u : 0u}));
       }
     }
   }
@@ -102,8 +101,7 @@ double Roofline::time_stream(const Variant& v, const Buffer& buffer, uint64_t by
   const uint64_t per_group = std::max<uint64_t>(step, bytes / 16 / want / step * step);
   const uint64_t groups = std::min<uint64_t>(bytes / 16 / per_group, kMaxGroups);
   const uint64_t span = groups * per_group * 16;
-  const LoadPath path = v.path;
-  if (groups == 0 || span > max_binding_bytes(ctx_.info, path)) {
+  if (groups == 0 || span > max_binding_bytes(ctx_.info, v.path)) {
     return std::numeric_limits<double>::infinity();
   }
   std::optional<TexelView> view;
@@ -152,10 +150,10 @@ ReadResult Roofline::floor_seconds(const Buffer& buffer, uint64_t bytes, uint32_
   const uint32_t passes = (heads + chunk - 1) / chunk;
   std::vector<Variant>& floors = p_->floors[uint64_t{chunk} << 1 | (f16 ? 1u : 0u)];
   if (floors.empty()) {
-    for (LoadPath path : kPaths) {
+    for (LoadPath path : kLoadPaths) {
       for (uint32_t lanes : workgroup_sizes()) {
-        floors.push_back(make_variant(ctx_, std::string("floor ") + to_string(path),
-                                      "decode_floor", path, lanes, {chunk, f16 ? 1u : 0u}));
+        floors.push_back(make_variant(ctx_, std::string("floor ") + to_string(path), "decode_floor",
+                                      path, lanes, {chunk, f16 ? 1u : 0u}));
       }
     }
   }

@@ -75,12 +75,9 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                               (t.reduction == Reduction::subgroup ? "subgroup" : "shared");
   PipelineDesc pd;
   pd.shader = variant;
-  pd.bindings = {kv_pool_descriptor_type(t.load_path),
-                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
+  pd.bindings = {kv_pool_descriptor_type(t.load_path), VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,    VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,    VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
   pd.push_constant_bytes = sizeof(DecodeParams);
   pd.spec_constants = {t.lanes,
                        kv.head_dim,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <iterator>
 #include <string>
 
 #include "gqavk/error.hpp"
@@ -59,18 +60,15 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
   // Take the other path when the pool exceeds the binding limit.
   LoadPath preferred = device.vendor == Vendor::mesa_cpu ? LoadPath::texel : LoadPath::storage;
   if (!overrides.load_path.empty()) {
-    bool known = false;
-    for (LoadPath p : {LoadPath::texel, LoadPath::storage, LoadPath::image}) {
-      if (overrides.load_path == to_string(p)) {
-        preferred = p;
-        known = true;
-      }
-    }
-    if (!known) {
+    const LoadPath* named =
+        std::find_if(std::begin(kLoadPaths), std::end(kLoadPaths),
+                     [&](LoadPath p) { return overrides.load_path == to_string(p); });
+    if (named == std::end(kLoadPaths)) {
       throw Error(ErrorCode::invalid_argument,
                   "GQAVK_KV_LOAD='" + overrides.load_path +
                       "' is not valid (expected texel, storage or image)");
     }
+    preferred = *named;
   }
   const LoadPath other = uses_texel_view(preferred) ? LoadPath::storage : LoadPath::texel;
   if (shape.pool_bytes <= max_binding_bytes(device, preferred)) {

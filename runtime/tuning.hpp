@@ -13,6 +13,7 @@ namespace gqavk {
 // How kernels bind the KV pool (kv_load.glsl): a storage buffer, a uniform texel buffer read with
 // texelFetch, or a storage texel buffer read with imageLoad. The last two share a buffer view.
 enum class LoadPath { texel, storage, image };
+inline constexpr LoadPath kLoadPaths[] = {LoadPath::texel, LoadPath::storage, LoadPath::image};
 enum class Reduction { subgroup, shared };
 
 struct DecodeShape {

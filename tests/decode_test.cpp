@@ -237,9 +237,9 @@ INSTANTIATE_TEST_SUITE_P(EveryWidth, SplitK,
                          shape_param_name);
 
 // ---------------------------------------------------------------------------------------------
-// Every load path (texel, image, storage), both reductions (subgroup, shared) and, with subgroups, both
-// value phases (key, texel), forced through GQAVK_KV_LOAD, GQAVK_REDUCTION and GQAVK_VALUES, which
-// a plan reads when it is made.
+// Every load path (texel, image, storage), both reductions (subgroup, shared) and, with subgroups,
+// both value phases (key, texel), forced through GQAVK_KV_LOAD, GQAVK_REDUCTION and GQAVK_VALUES,
+// which a plan reads when it is made.
 
 struct VariantCase {
   const char* load;
