@@ -20,7 +20,13 @@ constexpr uint32_t kBatch = 8;   // BATCH in roofline_read.comp and decode_floor
 constexpr uint32_t kMaxGroups = 32768;  // sizes the sink
 constexpr uint32_t kFloorHeads = 4;     // query heads per pass of the decode floor
 constexpr uint32_t kFmaGroups = 4096;
-constexpr uint32_t kFmaIterations = 2048;
+constexpr uint32_t kFmaStepsPerLane = 1024;  // per invocation: a whole number of trips
+// Shapes of roofline_fma.comp that gqavk-bench times, keeping the fastest.
+struct FmaShape {
+  uint32_t chains, unroll;
+  bool chained;
+};
+constexpr FmaShape kFmaShapes[] = {{8, 1, true}, {2, 32, false}, {3, 16, false}, {3, 32, false}};
 // Push constants of roofline_read.comp (texels_per_group only) and decode_floor.comp.
 struct StreamParams {
   uint32_t texels_per_group;
@@ -54,7 +60,7 @@ Roofline::Variant make_variant(const Context::Impl& ctx, std::string name, const
 struct Roofline::Pipelines {
   std::vector<Variant> reads;
   std::map<uint64_t, std::vector<Variant>> floors;  // by (heads, f16)
-  ComputePipeline fma;
+  std::vector<std::pair<FmaShape, ComputePipeline>> fmas;
   Buffer sink;
   TimestampQueries ts;
 };
@@ -73,12 +79,14 @@ Roofline::Roofline(Context::Impl& ctx)
       }
     }
   }
-  PipelineDesc f;
-  f.shader = "roofline_fma";
-  f.bindings = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
-  f.push_constant_bytes = 8;
-  f.spec_constants = {kLanes};
-  p_->fma = ctx.make_pipeline(f);
+  for (auto shape : kFmaShapes) {
+    PipelineDesc f;
+    f.shader = "roofline_fma";
+    f.bindings = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
+    f.push_constant_bytes = 8;
+    f.spec_constants = {kLanes, shape.chains, shape.unroll, shape.chained ? 1u : 0u};
+    p_->fmas.emplace_back(shape, ctx.make_pipeline(f));
+  }
   p_->sink = ctx.make_buffer(BufferKind::device_local, uint64_t{kMaxGroups} * kLanes * 4, "sink");
   p_->ts =
       TimestampQueries(ctx.device, 2, ctx.info.timestamp_period_ns, ctx.info.timestamp_valid_bits);
@@ -166,23 +174,30 @@ ReadResult Roofline::floor_seconds(const Buffer& buffer, uint64_t bytes, uint32_
 }
 
 double Roofline::fma_flops_per_second(int reps) {
-  DescriptorSet set(ctx_.device, p_->fma, {{p_->sink.handle()}});
-  const struct {
-    uint32_t iterations;
-    float seed;
-  } params{kFmaIterations, 0.5f};
   double best = 0;
-  for (int r = 0; r < reps; ++r) {
-    ctx_.submit([&](VkCommandBuffer cmd) {
-      p_->ts.reset(cmd);
-      p_->ts.write(cmd, 0);
-      record_dispatch(cmd, p_->fma, set.handle(), push_bytes(params), kFmaGroups);
-      p_->ts.write(cmd, 1);
-    });
-    const double flops = double{kFmaGroups} * kLanes * kFmaIterations * 64.0;
-    const double sec = p_->ts.elapsed_ns(0, 1) * 1e-9;
-    if (verbose_) std::fprintf(stderr, "roofline fma: %.1f GFLOP/s\n", flops / sec * 1e-9);
-    best = std::max(best, flops / sec);
+  for (auto& [shape, pipe] : p_->fmas) {
+    DescriptorSet set(ctx_.device, pipe, {{p_->sink.handle()}});
+    const struct {
+      uint32_t trips;
+      float seed;
+    } params{kFmaStepsPerLane / shape.unroll, 0.5f};
+    // 8 FLOPs per chain and step: a vec4 FMA.
+    const double flops = double{kFmaGroups} * kLanes * kFmaStepsPerLane * shape.chains * 8.0;
+    for (int r = 0; r < reps; ++r) {
+      ctx_.submit([&](VkCommandBuffer cmd) {
+        p_->ts.reset(cmd);
+        p_->ts.write(cmd, 0);
+        record_dispatch(cmd, pipe, set.handle(), push_bytes(params), kFmaGroups);
+        p_->ts.write(cmd, 1);
+      });
+      const double sec = p_->ts.elapsed_ns(0, 1) * 1e-9;
+      if (verbose_) {
+        std::fprintf(stderr, "roofline fma %s%ux%u: %.1f GFLOP/s\n",
+                     shape.chained ? "chained " : "", shape.chains, shape.unroll,
+                     flops / sec * 1e-9);
+      }
+      best = std::max(best, flops / sec);
+    }
   }
   return best;
 }

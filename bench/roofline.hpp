@@ -1,5 +1,6 @@
 // The roofline gqavk-bench divides kernel times by, measured on the same device in the same run:
-// the fastest streaming read this device offers over a byte range, and its vec4 FMA rate. Beside
+// the fastest streaming read this device offers over a byte range, and its fastest vec4 FMA rate
+// (shaders/roofline_fma.comp, several loop shapes: compilers differ in which runs at peak). Beside
 // it, the decode floor: the same bytes read and given the least work decode must do with them.
 #pragma once
 
@@ -30,7 +31,7 @@ class Roofline {
   // of `reps`.
   ReadResult floor_seconds(const Buffer& buffer, uint64_t bytes, uint32_t heads, bool f16,
                            int reps = 3);
-  // Sustained FMA rate in FLOP/s (an FMA counts 2), best of `reps`.
+  // Sustained FMA rate in FLOP/s (an FMA counts 2): fastest shape, best of `reps` each.
   double fma_flops_per_second(int reps = 3);
 
   struct Variant;  // a streaming kernel (roofline.cpp)
