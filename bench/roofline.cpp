@@ -20,7 +20,7 @@ constexpr uint32_t kBatch = 8;   // BATCH in roofline_read.comp and decode_floor
 constexpr uint32_t kMaxGroups = 32768;  // sizes the sink
 constexpr uint32_t kFloorHeads = 4;     // query heads per pass of the decode floor
 constexpr uint32_t kFmaGroups = 4096;
-constexpr uint32_t kFmaStepsPerLane = 1024;  // per invocation: a whole number of trips
+constexpr uint32_t kFmaStepsPerLane = 1024;  // per invocation, rounded down to whole trips
 // Shapes of roofline_fma.comp that gqavk-bench times, keeping the fastest.
 struct FmaShape {
   uint32_t chains, unroll;
@@ -181,8 +181,9 @@ double Roofline::fma_flops_per_second(int reps) {
       uint32_t trips;
       float seed;
     } params{kFmaStepsPerLane / shape.unroll, 0.5f};
-    // 8 FLOPs per chain and step: a vec4 FMA.
-    const double flops = double{kFmaGroups} * kLanes * kFmaStepsPerLane * shape.chains * 8.0;
+    // 8 FLOPs per chain and step (a vec4 FMA), over the steps the dispatch really runs.
+    const double flops =
+        double{kFmaGroups} * kLanes * params.trips * shape.unroll * shape.chains * 8.0;
     for (int r = 0; r < reps; ++r) {
       ctx_.submit([&](VkCommandBuffer cmd) {
         p_->ts.reset(cmd);
