@@ -2,25 +2,14 @@
 #include <cstring>
 #include <string>
 
+#include "decode_params.hpp"
+#include "decode_pipelines.hpp"
 #include "decode_plan_impl.hpp"
 #include "vk_util.hpp"
 
 namespace gqavk {
 
 namespace {
-
-struct DecodeParams {  // mirrors Params in shaders/decode_split.comp
-  uint32_t q_heads, kv_heads, group_size, head_chunks, splits, blocks_per_seq;
-  float scale;
-  uint32_t pad;
-};
-static_assert(sizeof(DecodeParams) == 32);
-static_assert(offsetof(DecodeParams, scale) == 24);
-
-struct MergeParams {  // mirrors Params in shaders/merge_splits.comp
-  uint32_t rows, splits;
-};
-static_assert(sizeof(MergeParams) == 8);
 
 uint64_t align16(uint64_t x) { return (x + 15) & ~uint64_t{15}; }
 
@@ -56,7 +45,7 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
 
   const DeviceInfo& dev = p.ctx->info;
   DecodeShape shape{kv.batch, desc.q_heads,       kv.kv_heads,          kv.head_dim,
-                    kv.dtype, kv.capacity_tokens, p.cache->pool.bytes()};
+                    kv.dtype, kv.capacity_tokens, p.cache->pool.bytes(), p.cache->block_shift};
   p.tuning = choose_decode_tuning(dev, shape, desc.max_splits, overrides_from_env());
   const DecodeTuning& t = p.tuning;
   if (uses_texel_view(t.load_path) && !p.cache->texel_view) {
@@ -70,26 +59,10 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                     " x " + std::to_string(kv.batch) + " workgroups exceeds the device limit");
   }
 
+  check_decode_limits(dev, shape, t);
   const bool split = t.max_splits > 1;
-  const std::string variant = std::string("decode_split_") + to_string(t.load_path) + "_" +
-                              (t.reduction == Reduction::subgroup ? "subgroup" : "shared");
-  PipelineDesc pd;
-  pd.shader = variant;
-  pd.bindings = {kv_pool_descriptor_type(t.load_path), VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,    VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,    VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
-  pd.push_constant_bytes = sizeof(DecodeParams);
-  pd.spec_constants = {t.lanes,
-                       kv.head_dim,
-                       t.heads_per_workgroup,
-                       kv.dtype == DType::f16 ? 1u : 0u,
-                       t.keys_per_lane,
-                       p.cache->block_shift,
-                       split ? 0u : 1u,
-                       t.values_by_key ? 1u : 0u};
-  pd.required_subgroup_size = t.required_subgroup_size;
-  pd.full_subgroups = t.full_subgroups;
-  p.decode = p.ctx->shared_pipeline(pd);
+  const DecodePipelineDescs descs = decode_pipeline_descs(shape, t);
+  p.decode = p.ctx->shared_pipeline(descs.decode);
 
   const uint64_t rows = uint64_t{kv.batch} * desc.q_heads;
   const uint64_t row_bytes = uint64_t{kv.head_dim} * sizeof(float);
@@ -117,13 +90,7 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                                 {split ? p.partial.handle() : p.out.handle()},
                                 {p.stats.handle()}});
   if (split) {
-    PipelineDesc md;
-    md.shader = "merge_splits";
-    md.bindings = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                   VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
-    md.push_constant_bytes = sizeof(MergeParams);
-    md.spec_constants = {kv.head_dim};
-    p.merge = p.ctx->shared_pipeline(md);
+    p.merge = p.ctx->shared_pipeline(*descs.merge);
     p.merge_set = DescriptorSet(p.ctx->device, *p.merge,
                                 {{p.partial.handle()}, {p.stats.handle()}, {p.out.handle()}});
   }
@@ -148,7 +115,7 @@ void DecodePlan::Impl::record_attention(VkCommandBuffer cmd) const {
                             tuning.max_splits,
                             cache->blocks_per_seq,
                             scale,
-                            0};
+                            cache->desc.capacity_tokens};
   record_dispatch(cmd, *decode, decode_set.handle(), push_bytes(params), tuning.max_splits,
                   kv_heads * tuning.head_chunks, batch);
   if (tuning.max_splits > 1) {

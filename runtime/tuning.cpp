@@ -27,8 +27,11 @@ TuningOverrides overrides_from_env() {
   if (const char* v = std::getenv("GQAVK_KV_LOAD")) o.load_path = v;
   if (const char* v = std::getenv("GQAVK_REDUCTION")) o.reduction = v;
   if (const char* v = std::getenv("GQAVK_VALUES")) o.values = v;
+  if (const char* v = std::getenv("GQAVK_TIER")) o.tier = v;
   return o;
 }
+
+const char* to_string(Tier tier) { return tier == Tier::gpu ? "gpu" : "cpu"; }
 
 const char* to_string(LoadPath path) {
   switch (path) {

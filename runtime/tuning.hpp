@@ -15,6 +15,9 @@ namespace gqavk {
 enum class LoadPath { texel, storage, image };
 inline constexpr LoadPath kLoadPaths[] = {LoadPath::texel, LoadPath::storage, LoadPath::image};
 enum class Reduction { subgroup, shared };
+// Which decode kernel: the CPU-driver tier (decode_split.comp: whole keys and query rows per lane)
+// or the GPU tier (decode_gpu.comp: the head dim spread across lanes, 16 bytes of q per lane).
+enum class Tier { cpu, gpu };
 
 struct DecodeShape {
   uint32_t batch = 1;
@@ -23,18 +26,23 @@ struct DecodeShape {
   uint32_t head_dim = 128;
   DType dtype = DType::f16;
   uint32_t capacity_tokens = 1;
-  uint64_t pool_bytes = 0;  // bytes of the KV pool binding
+  uint64_t pool_bytes = 0;   // bytes of the KV pool binding
+  uint32_t block_shift = 4;  // log2 of the cache's tokens per block
 };
 
 struct DecodeTuning {
+  Tier tier = Tier::cpu;
   LoadPath load_path = LoadPath::storage;
   Reduction reduction = Reduction::subgroup;
-  uint32_t lanes = 32;                  // workgroup size (one subgroup when reduction == subgroup)
+  uint32_t lanes = 32;  // workgroup size (CPU tier: one subgroup when reduction == subgroup)
+  uint32_t subgroup_lanes = 0;          // GPU tier: lanes of one subgroup (the workgroup's divisor)
+  uint32_t lanes_per_key = 0;           // GPU tier: lanes sharing one key's head dim (<= subgroup)
   uint32_t required_subgroup_size = 0;  // pipeline's required subgroup size, 0 for none
   bool full_subgroups = false;
   uint32_t heads_per_workgroup = 1;  // query heads sharing each K/V read
   uint32_t head_chunks = 1;          // workgroups per KV head: ceil(H/G / heads_per_workgroup)
-  uint32_t keys_per_lane = 1;        // tile = lanes * keys_per_lane keys
+  uint32_t keys_per_lane = 1;        // CPU tier: tile = lanes * keys_per_lane keys; GPU tier:
+                                     // keys each lane group takes per step
   bool values_by_key = false;        // phase 3: each lane sums its own keys into a whole output row
   uint32_t max_splits = 1;           // KV splits per (sequence, KV head, chunk); 1: no merge pass
 };
@@ -44,15 +52,20 @@ struct TuningOverrides {
   std::string load_path;  // "texel", "storage" or "image"
   std::string reduction;  // "subgroup" or "shared"
   std::string values;     // "key" or "texel" (subgroup reduction only)
+  std::string tier;       // "cpu" or "gpu"
+  uint32_t subgroup_size = 0;  // GPU tier: a subgroup size the device may require; 0: choose
 };
 
-// Reads GQAVK_KV_LOAD, GQAVK_REDUCTION and GQAVK_VALUES from the environment.
+// Reads GQAVK_KV_LOAD, GQAVK_REDUCTION, GQAVK_VALUES and GQAVK_TIER from the environment.
 TuningOverrides overrides_from_env();
 
 // Chooses how to run decode for `shape` on `device`. requested_splits > 0 fixes the split bound.
 // Throws gqavk::Error (unsupported) when no variant fits the device's limits.
 DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& shape,
                                   uint32_t requested_splits, const TuningOverrides& overrides = {});
+
+// "cpu" or "gpu".
+const char* to_string(Tier tier);
 
 // "texel", "storage" or "image": the name in shader variants and in GQAVK_KV_LOAD.
 const char* to_string(LoadPath path);

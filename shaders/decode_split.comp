@@ -57,7 +57,7 @@ layout(push_constant) uniform Params {
   uint splits;          // workgroups per (sequence, KV head, chunk) along x
   uint blocks_per_seq;  // row length of the block table
   float scale;
-  uint pad;
+  uint capacity;  // tokens a sequence holds: lengths are clamped to it
 } pc;
 
 layout(binding = 1, std430) readonly buffer BlockTable { uint block_table[]; };
@@ -106,7 +106,7 @@ void main() {
   const uint last_head = (g + 1) * pc.group_size;  // exclusive
   const uint b = gl_WorkGroupID.z;
 
-  const uint len = lengths[b];
+  const uint len = min(lengths[b], pc.capacity);
   const uint per_split = (len + pc.splits - 1) / pc.splits;
   const uint k_begin = min(len, split * per_split);
   const uint k_end = min(len, k_begin + per_split);
