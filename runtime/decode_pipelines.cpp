@@ -11,8 +11,14 @@ DecodePipelineDescs decode_pipeline_descs(const DecodeShape& shape, const Decode
   const bool split = t.max_splits > 1;
   DecodePipelineDescs out;
   PipelineDesc& pd = out.decode;
-  pd.shader = std::string("decode_split_") + to_string(t.load_path) + "_" +
-              (t.reduction == Reduction::subgroup ? "subgroup" : "shared");
+  const bool subgroup = t.reduction == Reduction::subgroup;
+  if (t.values_by_key && !subgroup) {
+    // Each lane's rows are summed with subgroup operations; without them nothing is written.
+    throw Error(ErrorCode::unsupported,
+                "the by-key value phase needs subgroup reductions (tuning chose shared memory)");
+  }
+  pd.shader = std::string(t.tier == Tier::gpu ? "decode_gpu_" : "decode_split_") +
+              to_string(t.load_path) + (subgroup ? "_subgroup" : "_shared");
   pd.bindings = {kv_pool_descriptor_type(t.load_path), VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                  VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,    VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                  VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,    VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
@@ -25,6 +31,12 @@ DecodePipelineDescs decode_pipeline_descs(const DecodeShape& shape, const Decode
                        shape.block_shift,
                        split ? 0u : 1u,
                        t.values_by_key ? 1u : 0u};
+  if (t.tier == Tier::gpu) {
+    // decode_gpu.comp: constant 4 is keys per lane group and step, 7 the subgroup's lanes (absent
+    // from the shared-memory variant), 8 the lanes per key.
+    pd.spec_constants[7] = t.subgroup_lanes;
+    pd.spec_constants.push_back(t.lanes_per_key);
+  }
   pd.required_subgroup_size = t.required_subgroup_size;
   pd.full_subgroups = t.full_subgroups;
   if (split) {
@@ -39,6 +51,69 @@ DecodePipelineDescs decode_pipeline_descs(const DecodeShape& shape, const Decode
   return out;
 }
 
-void check_decode_limits(const DeviceInfo&, const DecodeShape&, const DecodeTuning&) {}
+uint64_t decode_shared_bytes(const DecodeShape& shape, const DecodeTuning& t) {
+  const uint64_t heads = t.heads_per_workgroup;
+  if (t.tier == Tier::gpu) {
+    // decode_gpu.comp: xchg[WG] vec4 without subgroup operations; with several subgroups, their
+    // (m, l) per head and a row of head_dim floats per head.
+    const uint64_t subgroups = t.lanes / t.subgroup_lanes;
+    const uint64_t exchange = t.reduction == Reduction::shared ? 16ull * t.lanes : 0;
+    const uint64_t merge = subgroups > 1 ? subgroups * heads * (8 + 4ull * shape.head_dim) : 12;
+    return exchange + merge;
+  }
+  // decode_split.comp's shared-memory variant: red_sh[LANES], p_sh[TILE * HEADS], v_at_sh[TILE].
+  if (t.reduction == Reduction::subgroup) return 0;
+  const uint64_t tile = uint64_t{t.lanes} * t.keys_per_lane;
+  return 4 * (t.lanes + tile * heads + tile);
+}
+
+void check_decode_limits(const DeviceInfo& device, const DecodeShape& shape,
+                         const DecodeTuning& t) {
+  const auto over = [&](const std::string& what, uint64_t need, const char* limit, uint64_t have) {
+    throw Error(ErrorCode::unsupported, what + " needs " + std::to_string(need) + "; " +
+                                            device.name + "'s " + limit + " is " +
+                                            std::to_string(have));
+  };
+  // Bindings: the pool (a storage buffer on the storage path) and five storage buffers.
+  const uint32_t storage_buffers = t.load_path == LoadPath::storage ? 6 : 5;
+  if (device.max_descriptor_set_storage_buffers &&
+      storage_buffers > device.max_descriptor_set_storage_buffers) {
+    over("the decode kernel's storage-buffer descriptors", storage_buffers,
+         "maxDescriptorSetStorageBuffers", device.max_descriptor_set_storage_buffers);
+  }
+  const uint64_t rows = uint64_t{shape.batch} * shape.q_heads;
+  const uint64_t row_bytes = uint64_t{shape.head_dim} * 4;
+  const uint64_t split_rows_bytes = rows * t.max_splits * row_bytes;
+  if (t.max_splits > 1 && split_rows_bytes > device.max_storage_buffer_range) {
+    over("the split outputs of " + std::to_string(t.max_splits) + " splits (bytes)",
+         split_rows_bytes, "maxStorageBufferRange", device.max_storage_buffer_range);
+  }
+  if (rows * row_bytes > device.max_storage_buffer_range) {
+    over("the query and output rows (bytes)", rows * row_bytes, "maxStorageBufferRange",
+         device.max_storage_buffer_range);
+  }
+  const uint64_t counts[3] = {t.max_splits, uint64_t{shape.kv_heads} * t.head_chunks, shape.batch};
+  const char* axes[3] = {"x (splits)", "y (KV heads x head chunks)", "z (sequences)"};
+  for (int i = 0; i < 3; ++i) {
+    if (counts[i] > device.max_workgroup_count[i]) {
+      over(std::string("the decode dispatch along ") + axes[i], counts[i],
+           ("maxComputeWorkGroupCount[" + std::to_string(i) + "]").c_str(),
+           device.max_workgroup_count[i]);
+    }
+  }
+  if (rows > device.max_workgroup_count[0]) {
+    over("the merge dispatch (one workgroup per row)", rows, "maxComputeWorkGroupCount[0]",
+         device.max_workgroup_count[0]);
+  }
+  if (t.lanes > device.max_workgroup_invocations) {
+    over("the decode workgroup (invocations)", t.lanes, "maxComputeWorkGroupInvocations",
+         device.max_workgroup_invocations);
+  }
+  const uint64_t shared = decode_shared_bytes(shape, t);
+  if (shared > device.max_shared_memory_bytes) {
+    over("the decode kernel's shared memory (bytes)", shared, "maxComputeSharedMemorySize",
+         device.max_shared_memory_bytes);
+  }
+}
 
 }  // namespace gqavk

@@ -18,10 +18,12 @@ struct DecodePipelineDescs {
 // The pipelines for `shape` run with tuning `t`.
 DecodePipelineDescs decode_pipeline_descs(const DecodeShape& shape, const DecodeTuning& t);
 
+// Bytes of shared memory the decode kernel of `t` declares.
+uint64_t decode_shared_bytes(const DecodeShape& shape, const DecodeTuning& t);
+
 // Checks what a plan of `shape` with tuning `t` needs against the device's limits (descriptors per
 // stage, binding ranges, workgroup counts, shared memory); throws gqavk::Error (unsupported)
 // naming the limit.
-void check_decode_limits(const DeviceInfo& device, const DecodeShape& shape,
-                         const DecodeTuning& t);
+void check_decode_limits(const DeviceInfo& device, const DecodeShape& shape, const DecodeTuning& t);
 
 }  // namespace gqavk

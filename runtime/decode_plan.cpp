@@ -44,21 +44,13 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
   p.scale = desc.scale ? *desc.scale : 1.0f / std::sqrt(static_cast<float>(kv.head_dim));
 
   const DeviceInfo& dev = p.ctx->info;
-  DecodeShape shape{kv.batch, desc.q_heads,       kv.kv_heads,          kv.head_dim,
+  DecodeShape shape{kv.batch, desc.q_heads,       kv.kv_heads,           kv.head_dim,
                     kv.dtype, kv.capacity_tokens, p.cache->pool.bytes(), p.cache->block_shift};
   p.tuning = choose_decode_tuning(dev, shape, desc.max_splits, overrides_from_env());
   const DecodeTuning& t = p.tuning;
   if (uses_texel_view(t.load_path) && !p.cache->texel_view) {
     throw Error(ErrorCode::unsupported, "the KV pool is too large for a texel view on " + dev.name);
   }
-  const uint64_t groups_y = uint64_t{kv.kv_heads} * t.head_chunks;
-  if (t.max_splits > dev.max_workgroup_count[0] || groups_y > dev.max_workgroup_count[1] ||
-      kv.batch > dev.max_workgroup_count[2]) {
-    throw Error(ErrorCode::unsupported,
-                "dispatch of " + std::to_string(t.max_splits) + " x " + std::to_string(groups_y) +
-                    " x " + std::to_string(kv.batch) + " workgroups exceeds the device limit");
-  }
-
   check_decode_limits(dev, shape, t);
   const bool split = t.max_splits > 1;
   const DecodePipelineDescs descs = decode_pipeline_descs(shape, t);

@@ -17,8 +17,82 @@ constexpr uint32_t kTileFmaBudget = 4096;
 constexpr uint32_t kQueryFloatsPerLane = 1024;
 constexpr uint32_t kMaxKeysPerLane = 8;
 constexpr uint32_t kMaxSplits = 64;
+// GPU tier: 4-value slices of q (and as many of the accumulator) a lane holds across its heads,
+// and keys per lane group and step. Each slice costs 8 registers (q and acc), each key 8 more per
+// slice (its K and V values): these keep AMD's wave64 kernels near 64 VGPRs (8 waves per SIMD).
+constexpr uint32_t kGpuSlicesPerLane = 4;
+constexpr uint32_t kGpuKeys = 2;
 
 uint32_t ceil_div(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
+
+uint32_t pow2_ceil(uint32_t x) {
+  uint32_t p = 1;
+  while (p < x) p <<= 1;
+  return p;
+}
+
+bool is_pow2(uint32_t x) { return x && !(x & (x - 1)); }
+
+// Splits: enough workgroups to fill the device twice over, each split at least two steps of
+// `tile` keys; requested_splits > 0 fixes the bound.
+uint32_t choose_splits(const DeviceInfo& device, const DecodeShape& shape, const DecodeTuning& t,
+                       uint32_t tile, uint32_t requested_splits) {
+  if (requested_splits > 0) return requested_splits;
+  const uint32_t max_useful = std::max(1u, ceil_div(shape.capacity_tokens, 2ull * tile));
+  const uint64_t groups = uint64_t{shape.batch} * shape.kv_heads * t.head_chunks;
+  const uint32_t want = ceil_div(2ull * std::max(1u, device.compute_units), groups);
+  return std::clamp(want, 1u, std::min(max_useful, kMaxSplits));
+}
+
+// The GPU tier (decode_gpu.comp): subgroup size, lanes per key, heads and keys per step.
+void choose_gpu_tuning(const DeviceInfo& device, const DecodeShape& shape,
+                       const TuningOverrides& overrides, DecodeTuning& t) {
+  const bool ops =
+      device.subgroup_lanes >= 1 && device.has_subgroup_ops(kSubgroupArithmetic | kSubgroupShuffle);
+  if (overrides.reduction == "shared" || !ops) t.reduction = Reduction::shared;
+  // A size can be required where the device grants size control (and runs whole subgroups).
+  const uint32_t asked = overrides.subgroup_size;
+  const bool grantable = device.subgroup_size_control && !device.bug_partial_subgroups &&
+                         (asked == 0 || (is_pow2(asked) && asked >= device.min_subgroup_size &&
+                                         asked <= device.max_subgroup_size));
+  if (asked != 0 &&
+      (t.reduction == Reduction::shared || !(grantable || asked == device.subgroup_lanes))) {
+    throw Error(
+        ErrorCode::invalid_argument,
+        "subgroup size " + std::to_string(asked) + " cannot be required on " + device.name +
+            " (expected a power of two from " + std::to_string(device.min_subgroup_size) + " to " +
+            std::to_string(device.max_subgroup_size) + " with subgroup operations" +
+            (device.subgroup_size_control ? "" : ", or " + std::to_string(device.subgroup_lanes)) +
+            ")");
+  }
+  if (t.reduction == Reduction::shared) {
+    // The workgroup exchanges through shared memory as one unit.
+    t.subgroup_lanes = t.lanes = std::min(32u, std::max(1u, device.max_workgroup_invocations));
+  } else if (grantable) {
+    // Intel's SIMD32 halves the registers per lane; elsewhere 32 lanes where the device allows:
+    // wave32 on RDNA holds twice the waves of wave64 at the same registers per lane.
+    const uint32_t want = asked ? asked : (device.vendor == Vendor::intel ? 16u : 32u);
+    t.subgroup_lanes = std::clamp(want, device.min_subgroup_size, device.max_subgroup_size);
+    t.required_subgroup_size = t.subgroup_lanes;
+    t.full_subgroups = device.compute_full_subgroups;
+    // Narrow subgroups (lavapipe, Intel SIMD8) join into 32-lane workgroups where full subgroups
+    // of the required size are guaranteed; the kernel merges them through shared memory.
+    const uint32_t per_group = t.full_subgroups ? std::max(1u, 32 / t.subgroup_lanes) : 1u;
+    t.lanes = t.subgroup_lanes * per_group;
+  } else {
+    // One workgroup of the size the context's probe measured as one whole subgroup.
+    t.subgroup_lanes = t.lanes = device.subgroup_lanes;
+  }
+  const uint32_t slices = shape.head_dim / 4;
+  t.lanes_per_key = std::min(pow2_ceil(slices), t.subgroup_lanes);
+  const uint32_t per_lane = ceil_div(slices, t.lanes_per_key);
+  const uint32_t group = shape.q_heads / shape.kv_heads;
+  const uint32_t max_heads = std::max(1u, kGpuSlicesPerLane / per_lane);
+  t.head_chunks = ceil_div(group, max_heads);
+  t.heads_per_workgroup = ceil_div(group, t.head_chunks);
+  t.keys_per_lane = std::max(1u, kGpuKeys / per_lane);
+  t.values_by_key = false;
+}
 
 }  // namespace
 
@@ -56,6 +130,16 @@ uint64_t max_binding_bytes(const DeviceInfo& device, LoadPath path) {
 DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& shape,
                                   uint32_t requested_splits, const TuningOverrides& overrides) {
   DecodeTuning t;
+
+  // Tier: CPU drivers get the kernel shaped for them, every other device the GPU kernel.
+  if (overrides.tier.empty()) {
+    t.tier = device.type == DeviceType::cpu ? Tier::cpu : Tier::gpu;
+  } else if (overrides.tier == "cpu" || overrides.tier == "gpu") {
+    t.tier = overrides.tier == "gpu" ? Tier::gpu : Tier::cpu;
+  } else {
+    throw Error(ErrorCode::invalid_argument,
+                "GQAVK_TIER='" + overrides.tier + "' is not valid (expected cpu or gpu)");
+  }
 
   // Load path: lavapipe gathers texel fetches but loops per lane over storage loads; GPUs read
   // storage buffers at full speed. On lavapipe imageLoad (inlined) streams faster than texelFetch
@@ -96,6 +180,21 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
     throw Error(ErrorCode::invalid_argument, "GQAVK_REDUCTION='" + overrides.reduction +
                                                  "' is not valid (expected subgroup or shared)");
   }
+  if (!overrides.values.empty() && overrides.values != "key" && overrides.values != "texel") {
+    throw Error(ErrorCode::invalid_argument,
+                "GQAVK_VALUES='" + overrides.values + "' is not valid (expected key or texel)");
+  }
+  if (t.tier == Tier::gpu) {
+    choose_gpu_tuning(device, shape, overrides, t);
+    t.max_splits = choose_splits(device, shape, t, t.lanes / t.lanes_per_key * t.keys_per_lane,
+                                 requested_splits);
+    return t;
+  }
+  if (overrides.subgroup_size != 0) {
+    throw Error(ErrorCode::invalid_argument,
+                "subgroup size " + std::to_string(overrides.subgroup_size) +
+                    " was asked for the CPU tier (expected 0: it takes the probed subgroup)");
+  }
   if (t.reduction == Reduction::subgroup) {
     t.lanes = device.subgroup_lanes;
     if (!device.bug_partial_subgroups && device.subgroup_size_control &&
@@ -116,11 +215,8 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
     t.values_by_key = true;
   } else if (overrides.values == "texel") {
     t.values_by_key = false;
-  } else if (overrides.values.empty()) {
-    t.values_by_key = device.type == DeviceType::cpu;
   } else {
-    throw Error(ErrorCode::invalid_argument,
-                "GQAVK_VALUES='" + overrides.values + "' is not valid (expected key or texel)");
+    t.values_by_key = device.type == DeviceType::cpu;
   }
   if (t.reduction == Reduction::shared) t.values_by_key = false;
 
@@ -143,16 +239,7 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
       break;
     }
   }
-  // Splits: enough workgroups to fill the device twice over, each split at least two tiles.
-  const uint32_t tile = t.lanes * t.keys_per_lane;
-  const uint32_t max_useful = std::max(1u, ceil_div(shape.capacity_tokens, 2ull * tile));
-  if (requested_splits > 0) {
-    t.max_splits = requested_splits;
-  } else {
-    const uint64_t groups = uint64_t{shape.batch} * shape.kv_heads * t.head_chunks;
-    const uint32_t want = ceil_div(2ull * std::max(1u, device.compute_units), groups);
-    t.max_splits = std::clamp(want, 1u, std::min(max_useful, kMaxSplits));
-  }
+  t.max_splits = choose_splits(device, shape, t, t.lanes * t.keys_per_lane, requested_splits);
   return t;
 }
 

@@ -49,10 +49,10 @@ struct DecodeTuning {
 
 // Overrides for testing both paths on one device; empty strings mean "choose".
 struct TuningOverrides {
-  std::string load_path;  // "texel", "storage" or "image"
-  std::string reduction;  // "subgroup" or "shared"
-  std::string values;     // "key" or "texel" (subgroup reduction only)
-  std::string tier;       // "cpu" or "gpu"
+  std::string load_path;       // "texel", "storage" or "image"
+  std::string reduction;       // "subgroup" or "shared"
+  std::string values;          // "key" or "texel" (subgroup reduction only)
+  std::string tier;            // "cpu" or "gpu"
   uint32_t subgroup_size = 0;  // GPU tier: a subgroup size the device may require; 0: choose
 };
 

@@ -36,7 +36,11 @@ layout(constant_id = 3) const bool KV_F16 = true;
 layout(constant_id = 4) const uint KEYS_PER_LANE = 8;
 layout(constant_id = 5) const uint BLOCK_SHIFT = 4;  // log2 of tokens per cache block
 layout(constant_id = 6) const bool DIRECT_OUT = false;  // one split: write the final output
+#if GQAVK_SUBGROUP_OPS
 layout(constant_id = 7) const bool VALUES_BY_KEY = false;  // phase 3 layout, see above
+#else
+const bool VALUES_BY_KEY = false;  // its lanes' rows are summed with subgroup operations
+#endif
 
 const uint LANES = gl_WorkGroupSize.x;
 const uint VALS = KV_F16 ? 8 : 4;  // values per texel
@@ -67,7 +71,9 @@ layout(binding = 3, std430) readonly buffer Query { vec4 q_in[]; };  // [B, H, Q
 layout(binding = 4, std430) writeonly buffer Out { vec4 o_out[]; };
 layout(binding = 5, std430) writeonly buffer RowStats { vec2 ml_out[]; };  // [B, H, splits]: (m, l)
 
-#define NEG_INF uintBitsToFloat(0xff800000u)
+// A finite start for running maxima: drivers may assume no infinities. exp(M_START - s) is 0 for
+// any real logit s, so the first key replaces it.
+const float M_START = -1.7014117e38;  // about -FLT_MAX / 2
 
 #if GQAVK_SUBGROUP_OPS
 float group_max(float x) { return subgroupMax(x); }
@@ -127,7 +133,7 @@ void main() {
   float l_run[HEADS];  // this lane's share of the softmax denominator
   vec4 acc[HEADS * ACC];
   [[unroll]] for (uint h = 0; h < HEADS; ++h) {
-    m_run[h] = NEG_INF;
+    m_run[h] = M_START;
     l_run[h] = 0.0;
   }
   [[unroll]] for (uint i = 0; i < HEADS * ACC; ++i) acc[i] = vec4(0.0);
@@ -173,7 +179,7 @@ void main() {
     float alpha[HEADS];
     bool rescale = false;  // uniform: false once the running maxima settle
     [[unroll]] for (uint h = 0; h < HEADS; ++h) {
-      float mx = NEG_INF;
+      float mx = M_START;
       [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
         if (tile + r * LANES + lane < k_end) mx = max(mx, s[r * HEADS + h]);
       }

@@ -5,6 +5,8 @@
 //     in a called function, about 3x faster than its per-lane storage-buffer loads;
 //  2: storage texel buffer (same format) read with imageLoad: lavapipe inlines the same gather,
 //     and a plain stream runs about 1.5x faster again (decode, bound by arithmetic, does not).
+// Texel indices are uint everywhere; texelFetch and imageLoad take int, and the runtime binds a
+// texel view only when the pool's texel count fits maxTexelBufferElements (< 2^31 on every device).
 #ifndef GQAVK_KV_LOAD_GLSL
 #define GQAVK_KV_LOAD_GLSL
 
@@ -17,6 +19,19 @@ uvec4 kv_texel(uint i) { return texelFetch(kv_pool, int(i)); }
 #else
 layout(binding = 0, std430) readonly buffer KvPool { uvec4 kv_pool[]; };
 uvec4 kv_texel(uint i) { return kv_pool[i]; }
+#endif
+
+#ifdef GQAVK_KV_HALF_TEXELS
+// Half a texel (8 bytes: four f16 values), half_ 0 or 1: the GPU tier's per-lane f16 load.
+#if GQAVK_KV_LOAD == 0
+layout(binding = 0, std430) readonly buffer KvPoolHalves { uvec2 kv_pool_halves[]; };
+uvec2 kv_half_texel(uint i, uint half_) { return kv_pool_halves[2u * i + half_]; }
+#else
+uvec2 kv_half_texel(uint i, uint half_) {
+  const uvec4 t = kv_texel(i);
+  return half_ == 0u ? t.xy : t.zw;
+}
+#endif
 #endif
 
 #endif

@@ -17,7 +17,7 @@ layout(binding = 2, std430) writeonly buffer Out { vec4 o_out[]; };      // [row
 
 void main() {
   const uint row = gl_WorkGroupID.x;
-  float m = uintBitsToFloat(0xff800000u);
+  float m = -1.7014117e38;  // about -FLT_MAX / 2: drivers may assume no infinities
   for (uint s = 0; s < pc.splits; ++s) {
     const vec2 st = ml[row * pc.splits + s];
     if (st.y > 0.0) m = max(m, st.x);

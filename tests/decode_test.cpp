@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -308,6 +309,104 @@ INSTANTIATE_TEST_SUITE_P(EveryWidth, Variants,
                          variant_name);
 
 // ---------------------------------------------------------------------------------------------
+// The GPU tier (decode_gpu.comp), forced on this device with GQAVK_TIER=gpu: the model table and
+// every head dim in both storage types, split and direct, at every subgroup width. Lavapipe's
+// narrow subgroups join into 32-lane workgroups, so the merge of several subgroups' softmax states
+// runs here too; at widths 1024 and 2048 (16 lanes run where 32 and 64 are reported) the workgroup
+// is the one subgroup the probe measured.
+
+struct GpuCase {
+  const char* name;
+  Shape shape;
+};
+
+class EveryWidthGpuTier : public GpuTest, public ::testing::WithParamInterface<GpuCase> {};
+
+void PrintTo(const GpuCase& c, std::ostream* os) { *os << c.name << " " << shape_name(c.shape); }
+
+// A plan made with the overrides `env` (name, value pairs) in force.
+DecodePlan plan_with(Context& ctx, const KvCache& cache, const DecodeDesc& desc,
+                     std::initializer_list<std::pair<const char*, const char*>> env) {
+  std::vector<std::unique_ptr<ScopedEnv>> scoped;
+  for (auto [name, value] : env) scoped.push_back(std::make_unique<ScopedEnv>(name, value));
+  return DecodePlan(ctx, cache, desc);
+}
+
+TEST_P(EveryWidthGpuTier, MatchesReference) {
+  const Shape s = GetParam().shape;
+  Context& ctx = context();
+  const KvCacheDesc desc{4, s.kv_heads, s.head_dim, 1100, s.dtype, 16};
+  KvCache cache(ctx, desc);
+  const KvHost kv = random_kv(desc, 130 + s.head_dim);
+  write_all(cache, kv);
+  const std::vector<uint32_t> lengths = {1100, 1, 333, 64};
+  const std::vector<float> q = random_q(4, s.q_heads, s.head_dim, 131);
+  for (uint32_t splits : {1u, 7u}) {
+    SCOPED_TRACE("max_splits " + std::to_string(splits));
+    DecodePlan plan = plan_with(ctx, cache, {s.q_heads, std::nullopt, splits},
+                                {{"GQAVK_TIER", "gpu"}, {"GQAVK_REDUCTION", nullptr}});
+    const DecodeTuning& t = plan.impl().tuning;
+    ASSERT_EQ(t.tier, Tier::gpu);
+    EXPECT_EQ(t.reduction, Reduction::subgroup);
+    EXPECT_EQ(t.lanes % t.subgroup_lanes, 0u);
+    EXPECT_LE(t.lanes_per_key, t.subgroup_lanes);
+    EXPECT_EQ(plan.splits(), splits);
+    run_and_check(plan, kv, s.q_heads, q, lengths, default_scale(s.head_dim));
+  }
+}
+
+std::vector<GpuCase> gpu_cases() {
+  std::vector<GpuCase> out = {
+      {"llama3_8b", {32, 8, 128, DType::f16}}, {"llama3_8b", {32, 8, 128, DType::f32}},
+      {"qwen2_7b", {28, 4, 128, DType::f16}},  {"falcon_7b", {71, 1, 64, DType::f16}},
+      {"qwen2_0_5b", {14, 2, 64, DType::f16}}, {"qwen2_0_5b", {14, 2, 64, DType::f32}},
+      {"phi3_mini", {32, 32, 96, DType::f16}}, {"phi3_mini", {32, 32, 96, DType::f32}},
+      {"gemma2_9b", {16, 8, 256, DType::f16}},
+  };
+  for (uint32_t d : {64u, 80u, 96u, 112u, 128u, 192u, 256u}) {
+    for (DType dt : {DType::f16, DType::f32}) out.push_back({"head_dim", {6, 3, d, dt}});
+  }
+  return out;
+}
+
+std::string gpu_case_name(const ::testing::TestParamInfo<GpuCase>& info) {
+  return std::string(info.param.name) + "_" + shape_name(info.param.shape);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tier, EveryWidthGpuTier, ::testing::ValuesIn(gpu_cases()), gpu_case_name);
+
+// Each load path, and the shared-memory exchange for devices without subgroup shuffles.
+class EveryWidthGpuVariants
+    : public GpuTest,
+      public ::testing::WithParamInterface<std::pair<const char*, const char*>> {};
+
+TEST_P(EveryWidthGpuVariants, MatchesReference) {
+  const auto [load, reduction] = GetParam();
+  Context& ctx = context();
+  const KvCacheDesc desc{3, 2, 112, 333, DType::f16, 16};
+  KvCache cache(ctx, desc);
+  const KvHost kv = random_kv(desc, 140);
+  write_all(cache, kv);
+  const std::vector<uint32_t> lengths = {1, 50, 333};
+  for (uint32_t splits : {1u, 3u}) {
+    DecodePlan plan =
+        plan_with(ctx, cache, {8, std::nullopt, splits},
+                  {{"GQAVK_TIER", "gpu"}, {"GQAVK_KV_LOAD", load}, {"GQAVK_REDUCTION", reduction}});
+    EXPECT_EQ(to_string(plan.impl().tuning.load_path), std::string(load));
+    EXPECT_EQ(plan.impl().tuning.reduction,
+              std::string(reduction) == "shared" ? Reduction::shared : Reduction::subgroup);
+    run_and_check(plan, kv, 8, random_q(3, 8, 112, 141), lengths, default_scale(112));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Load, EveryWidthGpuVariants,
+    ::testing::Values(std::pair{"texel", "subgroup"}, std::pair{"image", "subgroup"},
+                      std::pair{"storage", "subgroup"}, std::pair{"texel", "shared"},
+                      std::pair{"storage", "shared"}),
+    [](const auto& info) { return std::string(info.param.first) + "_" + info.param.second; });
+
+// ---------------------------------------------------------------------------------------------
 // Large logits: online-softmax stability. q and k hold small integers and the scale is a power of
 // two, so every logit (up to about +-1e3 here) is exact in f32 and the kernel's scores equal the
 // reference's; only exp and the weighted sums round, and the usual tolerance holds.
@@ -479,6 +578,7 @@ TEST_F(EveryWidthDecode, SubgroupProbeFindings) {
   ScopedEnv load("GQAVK_KV_LOAD", nullptr);
   ScopedEnv reduction("GQAVK_REDUCTION", nullptr);
   ScopedEnv values("GQAVK_VALUES", nullptr);
+  ScopedEnv tier("GQAVK_TIER", nullptr);
   DecodePlan plan(ctx, cache, {2, std::nullopt, 1});
   if (plan.impl().tuning.reduction == Reduction::subgroup) {
     EXPECT_EQ(plan.impl().tuning.lanes, d.subgroup_lanes);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "decode_pipelines.hpp"
 #include "gqavk/error.hpp"
 #include "test_support.hpp"
 
@@ -161,11 +162,25 @@ TEST_P(TuningProperties, HoldForEveryShape) {
             const DecodeTuning t = choose_decode_tuning(dev, s, 0);
             ++checked;
             EXPECT_EQ(t.load_path, fits_preferred ? preferred : other);
+            EXPECT_EQ(t.tier, dev.type == DeviceType::cpu ? Tier::cpu : Tier::gpu);
             if (dev.subgroup_lanes == 0) {
               EXPECT_EQ(t.reduction, Reduction::shared);
-            } else {
+            } else if (t.tier == Tier::cpu) {
               EXPECT_EQ(t.reduction, Reduction::subgroup);
               EXPECT_EQ(t.lanes, dev.subgroup_lanes);
+            } else {
+              // Whole subgroups of a size the device runs; the head dim spread across them.
+              EXPECT_EQ(t.reduction, Reduction::subgroup);
+              EXPECT_EQ(t.lanes % t.subgroup_lanes, 0u);
+              EXPECT_LE(t.lanes_per_key, t.subgroup_lanes);
+              EXPECT_EQ(t.subgroup_lanes % t.lanes_per_key, 0u);
+              EXPECT_TRUE(t.lanes_per_key * 4 >= s.head_dim || t.lanes_per_key == t.subgroup_lanes);
+              EXPECT_LT(t.lanes_per_key * 2, s.head_dim) << "a key's lanes hold 4 values or more";
+              if (t.lanes > t.subgroup_lanes) {
+                EXPECT_EQ(t.required_subgroup_size, t.subgroup_lanes);
+                EXPECT_TRUE(t.full_subgroups) << "several subgroups only where they are whole";
+              }
+              EXPECT_FALSE(t.values_by_key);
             }
             EXPECT_GE(t.lanes, 1u);
             EXPECT_LE(t.lanes, dev.max_workgroup_invocations);
@@ -174,7 +189,7 @@ TEST_P(TuningProperties, HoldForEveryShape) {
             }
             if (t.required_subgroup_size != 0) {
               EXPECT_TRUE(dev.subgroup_size_control);
-              EXPECT_EQ(t.required_subgroup_size, t.lanes);
+              EXPECT_EQ(t.required_subgroup_size, t.tier == Tier::gpu ? t.subgroup_lanes : t.lanes);
               EXPECT_GE(t.required_subgroup_size, dev.min_subgroup_size);
               EXPECT_LE(t.required_subgroup_size, dev.max_subgroup_size);
             }
@@ -220,10 +235,11 @@ TEST(Tuning, SharedReductionWithoutUsableSubgroups) {
   EXPECT_EQ(choose_decode_tuning(dev, kLlama, 0, {"", "subgroup"}).reduction, Reduction::shared);
 }
 
-TEST(Tuning, LanesAreTheProbedSubgroupLanes) {
+TEST(Tuning, CpuTierLanesAreTheProbedSubgroupLanes) {
   for (const DeviceInfo& dev : {nvidia_like(), amd_like(), intel_like(), lavapipe_like()}) {
     SCOPED_TRACE(dev.name);
-    const DecodeTuning t = choose_decode_tuning(dev, kLlama, 0);
+    const DecodeTuning t = choose_decode_tuning(dev, kLlama, 0, {"", "", "", "cpu"});
+    EXPECT_EQ(t.tier, Tier::cpu);
     EXPECT_EQ(t.reduction, Reduction::subgroup);
     EXPECT_EQ(t.lanes, dev.subgroup_lanes);
   }
@@ -260,12 +276,106 @@ TEST(Tuning, ValuesByKeyOnCpuDriversOnly) {
       choose_decode_tuning(lavapipe_like(), kLlama, 0, {"", "shared", "key"}).values_by_key);
   // Overrides pick either phase on any device.
   EXPECT_FALSE(choose_decode_tuning(lavapipe_like(), kLlama, 0, {"", "", "texel"}).values_by_key);
-  EXPECT_TRUE(choose_decode_tuning(nvidia_like(), kLlama, 0, {"", "", "key"}).values_by_key);
+  EXPECT_TRUE(choose_decode_tuning(nvidia_like(), kLlama, 0, {"", "", "key", "cpu"}).values_by_key);
+  // The GPU tier has no by-key phase: lanes own slices of the row.
+  EXPECT_FALSE(choose_decode_tuning(nvidia_like(), kLlama, 0, {"", "", "key"}).values_by_key);
   EXPECT_TRUE(throws_error(
       [&] {
         choose_decode_tuning(nvidia_like(), kLlama, 0, {"", "", "keys"});
       },
       ErrorCode::invalid_argument, {"GQAVK_VALUES='keys'", "key or texel"}));
+}
+
+TEST(Tuning, CpuTierOnCpuDriversGpuTierElsewhere) {
+  EXPECT_EQ(choose_decode_tuning(lavapipe_like(), kLlama, 0).tier, Tier::cpu);
+  for (const DeviceInfo& dev : {nvidia_like(), amd_like(), intel_like(), no_subgroup_ops()}) {
+    SCOPED_TRACE(dev.name);
+    EXPECT_EQ(choose_decode_tuning(dev, kLlama, 0).tier, Tier::gpu);
+    EXPECT_EQ(choose_decode_tuning(dev, kLlama, 0, {"", "", "", "cpu"}).tier, Tier::cpu);
+  }
+  EXPECT_EQ(choose_decode_tuning(lavapipe_like(), kLlama, 0, {"", "", "", "gpu"}).tier, Tier::gpu);
+  for (const char* bad : {"GPU", "fast", "cpu "}) {
+    EXPECT_TRUE(throws_error(
+        [&] {
+          choose_decode_tuning(nvidia_like(), kLlama, 0, {"", "", "", bad});
+        },
+        ErrorCode::invalid_argument, {std::string("GQAVK_TIER='") + bad + "'", "cpu or gpu"}));
+  }
+}
+
+TEST(Tuning, GpuTierSubgroups) {
+  // 32 lanes where the device allows it (wave32 on RDNA), 16 on Intel, its only size elsewhere.
+  EXPECT_EQ(choose_decode_tuning(nvidia_like(), kLlama, 0).subgroup_lanes, 32u);
+  EXPECT_EQ(choose_decode_tuning(amd_like(), kLlama, 0).subgroup_lanes, 32u);
+  EXPECT_EQ(choose_decode_tuning(intel_like(), kLlama, 0).subgroup_lanes, 16u);
+  // Llama's f16 row of 128 values: 32 lanes of 4 values each, 4 query heads per workgroup.
+  const DecodeTuning t = choose_decode_tuning(amd_like(), kLlama, 0);
+  EXPECT_EQ(t.lanes_per_key, 32u);
+  EXPECT_EQ(t.heads_per_workgroup, 4u);
+  EXPECT_EQ(t.required_subgroup_size, 32u);
+  // Every size the device offers can be asked for; others are refused naming the range.
+  for (uint32_t n : {32u, 64u}) {
+    const DecodeTuning a = choose_decode_tuning(amd_like(), kLlama, 0, {"", "", "", "", n});
+    EXPECT_EQ(a.subgroup_lanes, n);
+    EXPECT_EQ(a.required_subgroup_size, n);
+    EXPECT_EQ(a.lanes, n);
+  }
+  for (uint32_t n : {16u, 48u, 128u}) {
+    EXPECT_TRUE(throws_error(
+        [&] {
+          choose_decode_tuning(amd_like(), kLlama, 0, {"", "", "", "", n});
+        },
+        ErrorCode::invalid_argument, {"subgroup size " + std::to_string(n), "32 to 64"}));
+  }
+  // Narrow subgroups that are guaranteed whole join into 32-lane workgroups.
+  const DecodeTuning lp = choose_decode_tuning(lavapipe_like(), kLlama, 0, {"", "", "", "gpu"});
+  EXPECT_EQ(lp.subgroup_lanes, 8u);
+  EXPECT_EQ(lp.lanes, 32u);
+  EXPECT_EQ(lp.lanes_per_key, 8u);
+  // Partial subgroups: one workgroup of the probed lanes, no required size.
+  const DecodeTuning pt = choose_decode_tuning(partial_subgroups(), kLlama, 0, {"", "", "", "gpu"});
+  EXPECT_EQ(pt.lanes, 16u);
+  EXPECT_EQ(pt.subgroup_lanes, 16u);
+  EXPECT_EQ(pt.required_subgroup_size, 0u);
+  // Without shuffles the workgroup exchanges through shared memory.
+  DeviceInfo no_shuffle = nvidia_like();
+  no_shuffle.subgroup_ops &= ~uint32_t{kSubgroupShuffle};
+  EXPECT_EQ(choose_decode_tuning(no_shuffle, kLlama, 0).reduction, Reduction::shared);
+}
+
+TEST(Tuning, LimitsAreCheckedBeforeAPlanIsMade) {
+  const DecodeShape s = make_shape(4, 32, 8, 128, DType::f16, 4096);
+  DeviceInfo dev = nvidia_like();
+  EXPECT_NO_THROW(check_decode_limits(dev, s, choose_decode_tuning(dev, s, 64)));
+  // Shared memory: the merge of several subgroups (lavapipe's narrow ones) needs some.
+  DeviceInfo small = lavapipe_like();
+  const DecodeTuning lp = choose_decode_tuning(small, s, 0, {"", "", "", "gpu"});
+  ASSERT_GT(decode_shared_bytes(s, lp), 0u);
+  small.max_shared_memory_bytes = static_cast<uint32_t>(decode_shared_bytes(s, lp) - 1);
+  EXPECT_TRUE(
+      throws_error([&] { check_decode_limits(small, s, lp); }, ErrorCode::unsupported,
+                   {"maxComputeSharedMemorySize", std::to_string(small.max_shared_memory_bytes)}));
+  // Split outputs past the storage range.
+  DeviceInfo narrow = nvidia_like();
+  narrow.max_storage_buffer_range = 1u << 20;
+  EXPECT_TRUE(
+      throws_error([&] { check_decode_limits(narrow, s, choose_decode_tuning(narrow, s, 64)); },
+                   ErrorCode::unsupported, {"maxStorageBufferRange", "64 splits"}));
+  // Dispatch dimensions.
+  DeviceInfo few = nvidia_like();
+  few.max_workgroup_count[0] = 8;
+  EXPECT_TRUE(throws_error([&] { check_decode_limits(few, s, choose_decode_tuning(few, s, 16)); },
+                           ErrorCode::unsupported, {"maxComputeWorkGroupCount[0]", "16"}));
+  few = nvidia_like();
+  few.max_workgroup_count[2] = 2;
+  EXPECT_TRUE(throws_error([&] { check_decode_limits(few, s, choose_decode_tuning(few, s, 1)); },
+                           ErrorCode::unsupported, {"maxComputeWorkGroupCount[2]", "sequences"}));
+  // Descriptors.
+  DeviceInfo scarce = nvidia_like();
+  scarce.max_descriptor_set_storage_buffers = 4;
+  EXPECT_TRUE(
+      throws_error([&] { check_decode_limits(scarce, s, choose_decode_tuning(scarce, s, 1)); },
+                   ErrorCode::unsupported, {"maxDescriptorSetStorageBuffers", "6"}));
 }
 
 TEST(Tuning, OtherPathWhenThePoolExceedsThePreferredBinding) {

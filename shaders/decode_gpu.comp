@@ -1,0 +1,275 @@
+#version 450
+// Decode attention, GPU tier: one query token per sequence against its cached keys.
+// One workgroup = one (sequence b, KV head g, chunk of HEADS query heads, KV split), as in the
+// CPU tier (decode_split.comp), with the work shaped for GPUs instead:
+//  - the head dim is spread across lanes: T lanes share a key, each holding 4 of its values (16
+//    bytes of q and of the output accumulator per head, C such slices when the row is wider than
+//    T * 4), so a lane keeps a few registers per query head, never a whole row;
+//  - a subgroup of SG lanes works on KPS = SG / T keys at once, KEYS each per step, and every K and
+//    V load serves all HEADS query heads of the group;
+//  - a score is summed across its T lanes by a shuffle-xor butterfly; the running max per head is
+//    one subgroupMax per step and uniform across the subgroup, so the key groups' sums and rows
+//    add without rescaling when the subgroup merges them at the end;
+//  - a workgroup of NSG = WG / SG subgroups merges their softmax states through shared memory.
+// Lane roles come from gl_SubgroupID and gl_SubgroupInvocationID, so the kernel is right however
+// the driver packs subgroups, as long as each runs SG lanes (the tuning requires that size, or
+// uses one subgroup per workgroup where the context's probe measured SG). Without subgroup
+// operations (GQAVK_SUBGROUP_OPS 0) the workgroup is one "subgroup" exchanging through shared
+// memory. The lane of slot s of a subgroup and part p of its key is p * KPS + s: the KPS keys of a
+// step are neighbours in the cache, so neighbouring lanes read neighbouring texels.
+#extension GL_EXT_control_flow_attributes : require
+#extension GL_GOOGLE_include_directive : require
+#extension GL_KHR_shader_subgroup_basic : require
+#if GQAVK_SUBGROUP_OPS
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#endif
+
+#define GQAVK_KV_HALF_TEXELS 1
+#include "kv_load.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint HEAD_DIM = 128;
+layout(constant_id = 2) const uint HEADS = 4;  // query heads per workgroup
+layout(constant_id = 3) const bool KV_F16 = true;
+layout(constant_id = 4) const uint KEYS = 2;  // keys per lane group and step
+layout(constant_id = 5) const uint BLOCK_SHIFT = 4;  // log2 of tokens per cache block
+layout(constant_id = 6) const bool DIRECT_OUT = false;  // one split: write the final output
+#if GQAVK_SUBGROUP_OPS
+layout(constant_id = 7) const uint SG = 32;  // lanes per subgroup
+#else
+const uint SG = gl_WorkGroupSize.x;  // the workgroup is the exchange unit
+#endif
+layout(constant_id = 8) const uint T = 32;  // lanes per key, a power of two <= SG
+
+const uint WG = gl_WorkGroupSize.x;
+const uint NSG = WG / SG;          // subgroups per workgroup
+const uint KPS = SG / T;           // keys per subgroup and step
+const uint NGROUPS = NSG * KPS;    // keys per workgroup and step, for each of KEYS
+const uint VEC = HEAD_DIM / 4;     // 4-value slices per row
+const uint C = (VEC + T - 1) / T;  // slices per lane
+const uint VALS = KV_F16 ? 8 : 4;  // values per 16-byte texel
+const uint ROW = HEAD_DIM / VALS;  // texels per K or V row
+const uint GROUP_SHIFT = BLOCK_SHIFT < 3u ? BLOCK_SHIFT : 3u;  // log2 of the KV token group
+// A finite start for running maxima: drivers may assume no infinities. exp(M_START - s) is 0 for
+// any real logit s, so the first key replaces it.
+const float M_START = -1.7014117e38;  // about -FLT_MAX / 2
+
+layout(push_constant) uniform Params {
+  uint q_heads;         // H
+  uint kv_heads;        // G
+  uint group_size;      // H / G
+  uint head_chunks;     // workgroups per KV head along y
+  uint splits;          // workgroups per (sequence, KV head, chunk) along x
+  uint blocks_per_seq;  // row length of the block table
+  float scale;
+  uint capacity;  // tokens a sequence holds: lengths are clamped to it
+} pc;
+
+layout(binding = 1, std430) readonly buffer BlockTable { uint block_table[]; };
+layout(binding = 2, std430) readonly buffer Lengths { uint lengths[]; };
+layout(binding = 3, std430) readonly buffer Query { vec4 q_in[]; };  // [B, H, VEC]
+// DIRECT_OUT: [B, H, VEC]. Otherwise [B, H, splits, VEC], each split normalised by its own sum.
+layout(binding = 4, std430) writeonly buffer Out { vec4 o_out[]; };
+layout(binding = 5, std430) writeonly buffer RowStats { vec2 ml_out[]; };  // [B, H, splits]: (m, l)
+
+#if GQAVK_SUBGROUP_OPS
+uint my_lane() { return gl_SubgroupInvocationID; }
+uint my_subgroup() { return gl_SubgroupID; }
+float xor_add(float x, uint mask) { return x + subgroupShuffleXor(x, mask); }
+vec4 xor_add(vec4 x, uint mask) { return x + subgroupShuffleXor(x, mask); }
+float all_max(float x) { return subgroupMax(x); }
+#else
+shared vec4 xchg[WG];
+uint my_lane() { return gl_LocalInvocationIndex; }
+uint my_subgroup() { return 0u; }
+vec4 xor_add(vec4 x, uint mask) {
+  barrier();
+  xchg[gl_LocalInvocationIndex] = x;
+  barrier();
+  return x + xchg[gl_LocalInvocationIndex ^ mask];
+}
+float xor_add(float x, uint mask) { return xor_add(vec4(x), mask).x; }
+float all_max(float x) {
+  [[unroll]] for (uint mask = 1; mask < WG; mask <<= 1) {
+    barrier();
+    xchg[gl_LocalInvocationIndex].x = x;
+    barrier();
+    x = max(x, xchg[gl_LocalInvocationIndex ^ mask].x);
+  }
+  return x;
+}
+#endif
+
+// The subgroups' states, merged at the end when a workgroup holds several.
+shared float m_sh[NSG > 1 ? NSG * HEADS : 1];
+shared float l_sh[NSG > 1 ? NSG * HEADS : 1];
+shared vec4 o_sh[NSG > 1 ? NSG * HEADS * VEC : 1];
+
+// Four values of slice v (0 <= v < VEC) of the row whose texel 0 is at `row`.
+vec4 load_slice(uint row, uint v) {
+  if (KV_F16) {
+    const uvec2 w = kv_half_texel(row + ((v >> 1) << GROUP_SHIFT), v & 1u);
+    return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
+  }
+  return uintBitsToFloat(kv_texel(row + (v << GROUP_SHIFT)));
+}
+
+void main() {
+  const uint lane = my_lane();
+  const uint slot = lane % KPS;  // which of the subgroup's keys
+  const uint part = lane / KPS;  // which slices of it: part + i * T
+  const uint group = my_subgroup() * KPS + slot;
+
+  const uint split = gl_WorkGroupID.x;
+  const uint g = gl_WorkGroupID.y / pc.head_chunks;
+  const uint first_head = g * pc.group_size + (gl_WorkGroupID.y % pc.head_chunks) * HEADS;
+  const uint last_head = (g + 1) * pc.group_size;  // exclusive
+  const uint b = gl_WorkGroupID.z;
+
+  const uint len = min(lengths[b], pc.capacity);
+  const uint per_split = (len + pc.splits - 1) / pc.splits;
+  const uint k_begin = min(len, split * per_split);
+  const uint k_end = min(len, k_begin + per_split);
+
+  // This lane's slices of the group's query rows, pre-scaled; zero past the row or the group.
+  vec4 q[HEADS * C];
+  [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+    const uint head = min(first_head + h, pc.q_heads - 1);
+    const float w = first_head + h < last_head ? pc.scale : 0.0;
+    [[unroll]] for (uint i = 0; i < C; ++i) {
+      const uint v = part + i * T;
+      q[h * C + i] = v < VEC ? q_in[(b * pc.q_heads + head) * VEC + v] * w : vec4(0.0);
+    }
+  }
+
+  const uint table_row = b * pc.blocks_per_seq;
+  const uint block_mask = (1u << BLOCK_SHIFT) - 1u;
+  const uint group_mask = (1u << GROUP_SHIFT) - 1u;
+
+  float m_run[HEADS];  // uniform across the subgroup
+  float l_run[HEADS];  // this key group's share of the denominator
+  vec4 acc[HEADS * C];
+  [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+    m_run[h] = M_START;
+    l_run[h] = 0.0;
+    [[unroll]] for (uint i = 0; i < C; ++i) acc[h * C + i] = vec4(0.0);
+  }
+
+  for (uint tile = k_begin; tile < k_end; tile += NGROUPS * KEYS) {
+    // Addresses of this group's keys; keys past k_end read the last valid row and are masked.
+    // K and V share the cache layout of kv_cache_impl.hpp (groups of min(8, P) tokens).
+    uint k_at[KEYS], v_at[KEYS];
+    bool valid[KEYS];
+    [[unroll]] for (uint r = 0; r < KEYS; ++r) {
+      const uint j0 = tile + r * NGROUPS + group;
+      valid[r] = j0 < k_end;
+      const uint j = min(j0, k_end - 1);
+      const uint block = block_table[table_row + (j >> BLOCK_SHIFT)];
+      const uint s = j & block_mask;
+      const uint in_slab = ((s >> GROUP_SHIFT) * ROW << GROUP_SHIFT) + (s & group_mask);
+      k_at[r] = ((block * 2u * pc.kv_heads + g) << BLOCK_SHIFT) * ROW + in_slab;
+      v_at[r] = ((block * 2u * pc.kv_heads + pc.kv_heads + g) << BLOCK_SHIFT) * ROW + in_slab;
+    }
+    // Every load of the step is issued before the math that uses it.
+    vec4 kx[KEYS * C], vx[KEYS * C];
+    [[unroll]] for (uint r = 0; r < KEYS; ++r) {
+      [[unroll]] for (uint i = 0; i < C; ++i) {
+        const uint v = min(part + i * T, VEC - 1);
+        kx[r * C + i] = load_slice(k_at[r], v);
+        vx[r * C + i] = load_slice(v_at[r], v);
+      }
+    }
+
+    // Scores: this lane's partial dot products, summed across the T lanes of the key.
+    float s[KEYS * HEADS];
+    [[unroll]] for (uint r = 0; r < KEYS; ++r) {
+      [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+        float d = 0.0;
+        [[unroll]] for (uint i = 0; i < C; ++i) d += dot(q[h * C + i], kx[r * C + i]);
+        [[unroll]] for (uint mask = KPS; mask < SG; mask <<= 1) d = xor_add(d, mask);
+        s[r * HEADS + h] = d;
+      }
+    }
+
+    // Online softmax against the subgroup's running max, then acc += p * v.
+    [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+      float mx = M_START;
+      [[unroll]] for (uint r = 0; r < KEYS; ++r) {
+        if (valid[r]) mx = max(mx, s[r * HEADS + h]);
+      }
+      const float m_new = max(m_run[h], all_max(mx));
+      const float alpha = exp(m_run[h] - m_new);
+      m_run[h] = m_new;
+      float sum = 0.0;
+      [[unroll]] for (uint i = 0; i < C; ++i) acc[h * C + i] *= alpha;
+      [[unroll]] for (uint r = 0; r < KEYS; ++r) {
+        const float p = valid[r] ? exp(s[r * HEADS + h] - m_new) : 0.0;
+        sum += p;
+        [[unroll]] for (uint i = 0; i < C; ++i) acc[h * C + i] += p * vx[r * C + i];
+      }
+      l_run[h] = l_run[h] * alpha + sum;
+    }
+  }
+
+  // The subgroup's key groups share its running max: their sums and rows simply add.
+  [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+    [[unroll]] for (uint mask = 1; mask < KPS; mask <<= 1) {
+      l_run[h] = xor_add(l_run[h], mask);
+      [[unroll]] for (uint i = 0; i < C; ++i) acc[h * C + i] = xor_add(acc[h * C + i], mask);
+    }
+  }
+
+  if (NSG == 1) {
+    // Slot 0's lanes hold the workgroup's rows: each writes its slices.
+    [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+      const uint head = first_head + h;
+      if (head >= last_head) continue;
+      const uint row = b * pc.q_heads + head;
+      const uint out_row = DIRECT_OUT ? row : row * pc.splits + split;
+      const float inv = l_run[h] > 0.0 ? 1.0 / l_run[h] : 0.0;
+      if (slot == 0u) {
+        [[unroll]] for (uint i = 0; i < C; ++i) {
+          const uint v = part + i * T;
+          if (v < VEC) o_out[out_row * VEC + v] = acc[h * C + i] * inv;
+        }
+      }
+      if (!DIRECT_OUT && lane == 0u) ml_out[out_row] = vec2(m_run[h], l_run[h]);
+    }
+    return;
+  }
+
+  // Several subgroups: each leaves (m, l, row) in shared memory; the workgroup merges them.
+  const uint sg = my_subgroup();
+  [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+    if (slot == 0u) {
+      [[unroll]] for (uint i = 0; i < C; ++i) {
+        const uint v = part + i * T;
+        if (v < VEC) o_sh[(sg * HEADS + h) * VEC + v] = acc[h * C + i];
+      }
+    }
+    if (lane == 0u) {
+      m_sh[sg * HEADS + h] = m_run[h];
+      l_sh[sg * HEADS + h] = l_run[h];
+    }
+  }
+  barrier();
+  for (uint idx = gl_LocalInvocationIndex; idx < HEADS * VEC; idx += WG) {
+    const uint h = idx / VEC, v = idx % VEC;
+    const uint head = first_head + h;
+    if (head >= last_head) continue;
+    float m = M_START;
+    for (uint i = 0; i < NSG; ++i) m = max(m, m_sh[i * HEADS + h]);
+    float l = 0.0;
+    vec4 o = vec4(0.0);
+    for (uint i = 0; i < NSG; ++i) {
+      const float w = exp(m_sh[i * HEADS + h] - m);
+      l += w * l_sh[i * HEADS + h];
+      o += w * o_sh[(i * HEADS + h) * VEC + v];
+    }
+    const uint row = b * pc.q_heads + head;
+    const uint out_row = DIRECT_OUT ? row : row * pc.splits + split;
+    o_out[out_row * VEC + v] = l > 0.0 ? o / l : vec4(0.0);
+    if (!DIRECT_OUT && v == 0u) ml_out[out_row] = vec2(m, l);
+  }
+}
