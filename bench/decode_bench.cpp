@@ -11,12 +11,14 @@
 #include <cstdio>
 #include <limits>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "decode_plan_impl.hpp"
 #include "gqavk/gqavk.hpp"
+#include "reference.hpp"
 #include "roofline.hpp"
 
 namespace gqavk::bench {
@@ -52,35 +54,15 @@ std::vector<float> pseudo_random(size_t n, uint32_t seed) {
   return v;
 }
 
-// Largest |gpu - cpu| over sequence 0, float64 reference computed here.
-double check_first_sequence(const Case& c, const std::vector<float>& q,
-                            const std::vector<float>& kv_k, const std::vector<float>& kv_v,
-                            const std::vector<float>& out) {
-  const uint32_t group = kHeads / c.kv_heads;
-  double err = 0;
-  std::vector<double> s(c.len);
-  for (uint32_t h = 0; h < kHeads; ++h) {
-    const uint32_t g = h / group;
-    double m = -INFINITY;
-    for (uint32_t j = 0; j < c.len; ++j) {
-      double dot = 0;
-      for (uint32_t d = 0; d < kHeadDim; ++d) {
-        dot += double{q[h * kHeadDim + d]} * double{kv_k[(size_t{g} * c.len + j) * kHeadDim + d]};
-      }
-      s[j] = dot / std::sqrt(double{kHeadDim});
-      m = std::max(m, s[j]);
-    }
-    double sum = 0;
-    for (double& x : s) sum += (x = std::exp(x - m));
-    for (uint32_t d = 0; d < kHeadDim; ++d) {
-      double o = 0;
-      for (uint32_t j = 0; j < c.len; ++j) {
-        o += s[j] * double{kv_v[(size_t{g} * c.len + j) * kHeadDim + d]};
-      }
-      err = std::max(err, std::abs(o / sum - out[h * kHeadDim + d]));
-    }
-  }
-  return err;
+// Largest |gpu - reference| over sequence 0 (k, v: its [G, len, D] K and V, capacity len).
+double check_first_sequence(const Case& c, const std::vector<float>& q, const std::vector<float>& k,
+                            const std::vector<float>& v, const std::vector<float>& out) {
+  const size_t n = size_t{kHeads} * kHeadDim;
+  const uint32_t len[] = {c.len};
+  const std::vector<double> want =
+      ref::decode(std::span(q).first(n), k, v, len, 1, kHeads, c.kv_heads, kHeadDim, c.len,
+                  1.0 / std::sqrt(double{kHeadDim}));
+  return ref::max_abs_diff(std::span(out).first(n), want);
 }
 
 void run_decode(benchmark::State& state, Case c) {
