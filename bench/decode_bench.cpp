@@ -148,7 +148,9 @@ void run_decode(benchmark::State& state, Case c) {
   state.counters["floor_vs_roofline"] = floor.seconds / roof_s;
   state.counters["splits"] = plans[0]->splits();
   state.counters["max_err"] = err;
-  state.SetLabel("roof read: " + read.variant);
+  // Which decode kernel tier the plan chose, then the load path of the fastest roofline read.
+  state.SetLabel(std::string("tier:") + to_string(plans[0]->impl().tuning.tier) +
+                 " roof_read:" + read.variant);
 }
 
 // min_seconds: each benchmark's minimum running time; 0 leaves it to --benchmark_min_time.
@@ -170,6 +172,22 @@ void register_all(double min_seconds) {
   }
 }
 
+// The device's facts in the report's context (JSON "context"; the console prints it on stderr).
+void add_device_context(const DeviceInfo& d) {
+  using benchmark::AddCustomContext;
+  using std::to_string;
+  AddCustomContext("device", d.name);
+  AddCustomContext("device_type", gqavk::to_string(d.type));
+  AddCustomContext("device_vendor", gqavk::to_string(d.vendor));
+  AddCustomContext("device_vendor_id", to_string(d.vendor_id));
+  AddCustomContext("device_id", to_string(d.device_id));
+  AddCustomContext("device_api_version", version_string(d.api_version));
+  AddCustomContext("device_driver", d.driver_name + " " + d.driver_info);
+  AddCustomContext("device_subgroup_size", to_string(d.subgroup_size));
+  AddCustomContext("device_subgroup_lanes", to_string(d.subgroup_lanes));
+  AddCustomContext("device_compute_units", to_string(d.compute_units));
+}
+
 }  // namespace
 }  // namespace gqavk::bench
 
@@ -181,11 +199,10 @@ int main(int argc, char** argv) {
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // Standard output holds only the report in the chosen format (--benchmark_format=json gives
+  // valid JSON): the device goes into the report's context, diagnostics to stderr.
   try {
-    const gqavk::DeviceInfo& d = gqavk::bench::context().device();
-    std::printf("device: %s (%s, driver %s %s), subgroup %u, lanes %u\n", d.name.c_str(),
-                gqavk::to_string(d.type), d.driver_name.c_str(), d.driver_info.c_str(),
-                d.subgroup_size, d.subgroup_lanes);
+    gqavk::bench::add_device_context(gqavk::bench::context().device());
   } catch (const gqavk::Error& e) {
     std::fprintf(stderr, "gqavk-bench: %s\n", e.what());
     return 1;
