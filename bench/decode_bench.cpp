@@ -11,12 +11,14 @@
 #include <cstdio>
 #include <limits>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "decode_plan_impl.hpp"
 #include "gqavk/gqavk.hpp"
+#include "reference.hpp"
 #include "roofline.hpp"
 
 namespace gqavk::bench {
@@ -52,35 +54,15 @@ std::vector<float> pseudo_random(size_t n, uint32_t seed) {
   return v;
 }
 
-// Largest |gpu - cpu| over sequence 0, float64 reference computed here.
-double check_first_sequence(const Case& c, const std::vector<float>& q,
-                            const std::vector<float>& kv_k, const std::vector<float>& kv_v,
-                            const std::vector<float>& out) {
-  const uint32_t group = kHeads / c.kv_heads;
-  double err = 0;
-  std::vector<double> s(c.len);
-  for (uint32_t h = 0; h < kHeads; ++h) {
-    const uint32_t g = h / group;
-    double m = -INFINITY;
-    for (uint32_t j = 0; j < c.len; ++j) {
-      double dot = 0;
-      for (uint32_t d = 0; d < kHeadDim; ++d) {
-        dot += double{q[h * kHeadDim + d]} * double{kv_k[(size_t{g} * c.len + j) * kHeadDim + d]};
-      }
-      s[j] = dot / std::sqrt(double{kHeadDim});
-      m = std::max(m, s[j]);
-    }
-    double sum = 0;
-    for (double& x : s) sum += (x = std::exp(x - m));
-    for (uint32_t d = 0; d < kHeadDim; ++d) {
-      double o = 0;
-      for (uint32_t j = 0; j < c.len; ++j) {
-        o += s[j] * double{kv_v[(size_t{g} * c.len + j) * kHeadDim + d]};
-      }
-      err = std::max(err, std::abs(o / sum - out[h * kHeadDim + d]));
-    }
-  }
-  return err;
+// Largest |gpu - reference| over sequence 0 (k, v: its [G, len, D] K and V, capacity len).
+double check_first_sequence(const Case& c, const std::vector<float>& q, const std::vector<float>& k,
+                            const std::vector<float>& v, const std::vector<float>& out) {
+  const size_t n = size_t{kHeads} * kHeadDim;
+  const uint32_t len[] = {c.len};
+  const std::vector<double> want =
+      ref::decode(std::span(q).first(n), k, v, len, 1, kHeads, c.kv_heads, kHeadDim, c.len,
+                  1.0 / std::sqrt(double{kHeadDim}));
+  return ref::max_abs_diff(std::span(out).first(n), want);
 }
 
 void run_decode(benchmark::State& state, Case c) {
@@ -166,7 +148,9 @@ void run_decode(benchmark::State& state, Case c) {
   state.counters["floor_vs_roofline"] = floor.seconds / roof_s;
   state.counters["splits"] = plans[0]->splits();
   state.counters["max_err"] = err;
-  state.SetLabel("roof read: " + read.variant);
+  // Which decode kernel tier the plan chose, then the load path of the fastest roofline read.
+  state.SetLabel(std::string("tier:") + to_string(plans[0]->impl().tuning.tier) +
+                 " roof_read:" + read.variant);
 }
 
 // min_seconds: each benchmark's minimum running time; 0 leaves it to --benchmark_min_time.
@@ -188,6 +172,22 @@ void register_all(double min_seconds) {
   }
 }
 
+// The device's facts in the report's context (JSON "context"; the console prints it on stderr).
+void add_device_context(const DeviceInfo& d) {
+  using benchmark::AddCustomContext;
+  using std::to_string;
+  AddCustomContext("device", d.name);
+  AddCustomContext("device_type", gqavk::to_string(d.type));
+  AddCustomContext("device_vendor", gqavk::to_string(d.vendor));
+  AddCustomContext("device_vendor_id", to_string(d.vendor_id));
+  AddCustomContext("device_id", to_string(d.device_id));
+  AddCustomContext("device_api_version", version_string(d.api_version));
+  AddCustomContext("device_driver", d.driver_name + " " + d.driver_info);
+  AddCustomContext("device_subgroup_size", to_string(d.subgroup_size));
+  AddCustomContext("device_subgroup_lanes", to_string(d.subgroup_lanes));
+  AddCustomContext("device_compute_units", to_string(d.compute_units));
+}
+
 }  // namespace
 }  // namespace gqavk::bench
 
@@ -199,11 +199,10 @@ int main(int argc, char** argv) {
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // Standard output holds only the report in the chosen format (--benchmark_format=json gives
+  // valid JSON): the device goes into the report's context, diagnostics to stderr.
   try {
-    const gqavk::DeviceInfo& d = gqavk::bench::context().device();
-    std::printf("device: %s (%s, driver %s %s), subgroup %u, lanes %u\n", d.name.c_str(),
-                gqavk::to_string(d.type), d.driver_name.c_str(), d.driver_info.c_str(),
-                d.subgroup_size, d.subgroup_lanes);
+    gqavk::bench::add_device_context(gqavk::bench::context().device());
   } catch (const gqavk::Error& e) {
     std::fprintf(stderr, "gqavk-bench: %s\n", e.what());
     return 1;

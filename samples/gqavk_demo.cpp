@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "gqavk/gqavk.hpp"
+#include "reference.hpp"
 
 namespace {
 
@@ -123,7 +124,7 @@ float stored(float x, gqavk::DType dtype) {
   return dtype == gqavk::DType::f16 ? gqavk::half_to_float(gqavk::float_to_half(x)) : x;
 }
 
-// Host copy of one layer's K and V as stored, [B, G, capacity, D], for the reference check.
+// Host copy of one layer's K and V as stored, [B, G, capacity, D] (the reference's layout).
 struct HostKv {
   uint32_t capacity = 0;
   std::vector<float> k, v;
@@ -146,40 +147,14 @@ struct HostKv {
   }
 };
 
-// Float64 reference: out[b, h] = softmax(q[b, h] . k / sqrt(D)) v over the first `length` tokens,
-// query head h reading KV head h / (H / G). Returns the max abs difference from `gpu`.
+// Max |gpu - reference| over every sequence's output, all sequences `length` tokens long.
 double max_error_vs_reference(const HostKv& kv, uint32_t batch, uint32_t length,
                               const std::vector<float>& q, const std::vector<float>& gpu) {
+  const std::vector<uint32_t> lengths(batch, length);
   const double scale = 1.0 / std::sqrt(static_cast<double>(kHeadDim));
-  double max_err = 0;
-  std::vector<double> s(length), o(kHeadDim);
-  for (uint32_t b = 0; b < batch; ++b) {
-    for (uint32_t h = 0; h < kQHeads; ++h) {
-      const uint32_t g = h / (kQHeads / kKvHeads);
-      const float* qh = &q[(size_t{b} * kQHeads + h) * kHeadDim];
-      double m = -INFINITY;
-      for (uint32_t t = 0; t < length; ++t) {
-        const float* kt = &kv.k[kv.at(b, g, t)];
-        double dot = 0;
-        for (uint32_t d = 0; d < kHeadDim; ++d) dot += double{qh[d]} * kt[d];
-        s[t] = dot * scale;
-        m = std::max(m, s[t]);
-      }
-      double sum = 0;
-      std::fill(o.begin(), o.end(), 0.0);
-      for (uint32_t t = 0; t < length; ++t) {
-        const double p = std::exp(s[t] - m);
-        sum += p;
-        const float* vt = &kv.v[kv.at(b, g, t)];
-        for (uint32_t d = 0; d < kHeadDim; ++d) o[d] += p * vt[d];
-      }
-      const float* got = &gpu[(size_t{b} * kQHeads + h) * kHeadDim];
-      for (uint32_t d = 0; d < kHeadDim; ++d) {
-        max_err = std::max(max_err, std::abs(o[d] / sum - double{got[d]}));
-      }
-    }
-  }
-  return max_err;
+  const std::vector<double> want = gqavk::ref::decode(q, kv.k, kv.v, lengths, batch, kQHeads,
+                                                      kKvHeads, kHeadDim, kv.capacity, scale);
+  return gqavk::ref::max_abs_diff(gpu, want);
 }
 
 std::string bytes_text(uint64_t bytes) {

@@ -41,4 +41,13 @@ std::vector<double> decode(std::span<const float> q, std::span<const float> k,
   return out;
 }
 
+double max_abs_diff(std::span<const float> got, std::span<const double> want) {
+  double m = 0;
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) return std::numeric_limits<double>::infinity();
+    m = std::max(m, std::abs(double{got[i]} - want[i]));
+  }
+  return m;
+}
+
 }  // namespace gqavk::ref

@@ -1,4 +1,5 @@
-// The float64 CPU reference every kernel is compared against. Semantics as in DESIGN.md.
+// The float64 CPU reference every kernel is compared against: the tests, gqavk-bench and
+// gqavk-demo all check against this one copy (library gqavk_reference). Semantics as in DESIGN.md.
 #pragma once
 
 #include <cstdint>
@@ -14,5 +15,9 @@ std::vector<double> decode(std::span<const float> q, std::span<const float> k,
                            std::span<const float> v, std::span<const uint32_t> lengths,
                            uint32_t batch, uint32_t q_heads, uint32_t kv_heads, uint32_t head_dim,
                            uint32_t capacity, double scale);
+
+// Largest |got[i] - want[i]| over the common length; infinite if any got[i] is not finite, so a
+// NaN output never passes a tolerance check.
+double max_abs_diff(std::span<const float> got, std::span<const double> want);
 
 }  // namespace gqavk::ref

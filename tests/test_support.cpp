@@ -136,14 +136,6 @@ void write_all(KvCache& cache, const KvHost& kv, std::span<const uint32_t> lengt
   return ::testing::AssertionSuccess() << "closest to the tolerance at " << where.str();
 }
 
-double max_abs_diff(std::span<const float> got, std::span<const double> want) {
-  double m = 0;
-  for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
-    m = std::max(m, std::abs(double{got[i]} - want[i]));
-  }
-  return m;
-}
-
 ScopedEnv::ScopedEnv(const char* name, const char* value) : name_(name) {
   if (const char* old = std::getenv(name)) old_ = old;
   if (value) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gqavk/gqavk.hpp"
+#include "reference.hpp"
 
 namespace gqavk::test {
 
@@ -71,8 +72,8 @@ void write_all(KvCache& cache, const KvHost& kv, std::span<const uint32_t> lengt
                                      uint32_t q_heads, uint32_t head_dim, double atol,
                                      double rtol = 0.0);
 
-// Largest |got[i] - want[i]|.
-double max_abs_diff(std::span<const float> got, std::span<const double> want);
+// Largest |got[i] - want[i]| (the reference's; infinite for a non-finite output).
+using ref::max_abs_diff;
 
 // Sets an environment variable for a scope and restores the old value (or its absence) after.
 class ScopedEnv {
