@@ -407,6 +407,36 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::string(info.param.first) + "_" + info.param.second; });
 
 // ---------------------------------------------------------------------------------------------
+// The tests' validation layer runs synchronization validation too: two transfers writing one
+// buffer with no barrier between them must be reported (on a context of its own, so the message
+// fails nothing else).
+
+TEST(Validation, SynchronizationHazardsAreReported) {
+  uint32_t n = 0;
+  vkEnumerateInstanceLayerProperties(&n, nullptr);
+  std::vector<VkLayerProperties> layers(n);
+  vkEnumerateInstanceLayerProperties(&n, layers.data());
+  if (std::none_of(layers.begin(), layers.end(), [](const VkLayerProperties& l) {
+        return std::string(l.layerName) == "VK_LAYER_KHRONOS_validation";
+      })) {
+    GTEST_SKIP() << "the Khronos validation layer is not installed";
+  }
+  std::vector<std::string> messages;
+  ContextOptions o;
+  o.validation = true;
+  o.on_validation_message = [&](std::string_view m) { messages.emplace_back(m); };
+  Context ctx(o);
+  Context::Impl& c = ctx.impl();
+  const Buffer buf = c.make_buffer(BufferKind::device_local, 4096, "hazard");
+  c.submit([&](VkCommandBuffer cmd) {
+    vkCmdFillBuffer(cmd, buf.handle(), 0, 4096, 1);
+    vkCmdFillBuffer(cmd, buf.handle(), 0, 4096, 2);  // write after write, no barrier
+  });
+  ASSERT_FALSE(messages.empty()) << "synchronization validation is off";
+  EXPECT_NE(messages.front().find("WRITE_AFTER_WRITE"), std::string::npos) << messages.front();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Large logits: online-softmax stability. q and k hold small integers and the scale is a power of
 // two, so every logit (up to about +-1e3 here) is exact in f32 and the kernel's scores equal the
 // reference's; only exp and the weighted sums round, and the usual tolerance holds.
