@@ -35,8 +35,9 @@ DecodePipelineDescs decode_pipeline_descs(const DecodeShape& shape, const Decode
     // decode_gpu.comp: constant 4 is keys per lane group and step, 7 the subgroup's lanes (absent
     // from the shared-memory variant), 8 the lanes per key.
     pd.spec_constants[7] = t.subgroup_lanes;
-    pd.spec_constants.push_back(t.lanes_per_key);
   }
+  pd.spec_constants.push_back(t.tier == Tier::gpu ? t.lanes_per_key : 0);  // unused by the CPU tier
+  pd.spec_constants.push_back(shape.group_shift);                          // constant 9 in both
   pd.required_subgroup_size = t.required_subgroup_size;
   pd.full_subgroups = t.full_subgroups;
   if (split) {

@@ -44,8 +44,15 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
   p.scale = desc.scale ? *desc.scale : 1.0f / std::sqrt(static_cast<float>(kv.head_dim));
 
   const DeviceInfo& dev = p.ctx->info;
-  DecodeShape shape{kv.batch, desc.q_heads,       kv.kv_heads,           kv.head_dim,
-                    kv.dtype, kv.capacity_tokens, p.cache->pool.bytes(), p.cache->block_shift};
+  DecodeShape shape{kv.batch,
+                    desc.q_heads,
+                    kv.kv_heads,
+                    kv.head_dim,
+                    kv.dtype,
+                    kv.capacity_tokens,
+                    p.cache->pool.bytes(),
+                    p.cache->block_shift,
+                    p.cache->group_shift};
   p.tuning = choose_decode_tuning(dev, shape, desc.max_splits, overrides_from_env());
   const DecodeTuning& t = p.tuning;
   if (uses_texel_view(t.load_path) && !p.cache->texel_view) {

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -39,7 +40,16 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
   c.ctx = &context.impl();
   c.desc = desc;
   while ((1u << c.block_shift) < desc.block_tokens) ++c.block_shift;
-  c.group_shift = std::min(3u, c.block_shift);
+  c.group_shift = kv_group_shift(c.ctx->info, c.block_shift);
+  if (const char* env = std::getenv("GQAVK_KV_TOKEN_GROUP")) {  // for tests of either layout
+    const std::string v = env;
+    const uint32_t shift = v == "1" ? 0 : v == "2" ? 1 : v == "4" ? 2 : v == "8" ? 3 : 99;
+    if (shift == 99) {
+      throw Error(ErrorCode::invalid_argument,
+                  "GQAVK_KV_TOKEN_GROUP='" + v + "' is not valid (expected 1, 2, 4 or 8)");
+    }
+    c.group_shift = std::min(shift, c.block_shift);
+  }
   c.blocks_per_seq = (desc.capacity_tokens + desc.block_tokens - 1) / desc.block_tokens;
   c.row_bytes = uint64_t{desc.head_dim} * dtype_bytes(desc.dtype);
   c.block_bytes = 2ull * desc.kv_heads * desc.block_tokens * c.row_bytes;

@@ -105,6 +105,10 @@ TuningOverrides overrides_from_env() {
   return o;
 }
 
+uint32_t kv_group_shift(const DeviceInfo& device, uint32_t block_shift) {
+  return device.type == DeviceType::cpu ? std::min(3u, block_shift) : 0u;
+}
+
 const char* to_string(Tier tier) { return tier == Tier::gpu ? "gpu" : "cpu"; }
 
 const char* to_string(LoadPath path) {

@@ -28,6 +28,7 @@ struct DecodeShape {
   uint32_t capacity_tokens = 1;
   uint64_t pool_bytes = 0;   // bytes of the KV pool binding
   uint32_t block_shift = 4;  // log2 of the cache's tokens per block
+  uint32_t group_shift = 3;  // log2 of the cache's token group (kv_group_shift)
 };
 
 struct DecodeTuning {
@@ -63,6 +64,12 @@ TuningOverrides overrides_from_env();
 // Throws gqavk::Error (unsupported) when no variant fits the device's limits.
 DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& shape,
                                   uint32_t requested_splits, const TuningOverrides& overrides = {});
+
+// log2 of the token group KG of a KV cache's layout (kv_cache_impl.hpp) on `device`: groups of
+// min(8, block tokens) on CPU drivers, whose lanes each read whole keys, so that a lane-vector's
+// loads are neighbours; 1 (token-major rows) elsewhere, so that the lanes sharing one key read
+// its contiguous row.
+uint32_t kv_group_shift(const DeviceInfo& device, uint32_t block_shift);
 
 // "cpu" or "gpu".
 const char* to_string(Tier tier);

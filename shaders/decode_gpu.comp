@@ -50,7 +50,7 @@ const uint VEC = HEAD_DIM / 4;     // 4-value slices per row
 const uint C = (VEC + T - 1) / T;  // slices per lane
 const uint VALS = KV_F16 ? 8 : 4;  // values per 16-byte texel
 const uint ROW = HEAD_DIM / VALS;  // texels per K or V row
-const uint GROUP_SHIFT = BLOCK_SHIFT < 3u ? BLOCK_SHIFT : 3u;  // log2 of the KV token group
+layout(constant_id = 9) const uint GROUP_SHIFT = 3;  // log2 of the cache's token group
 // A finite start for running maxima: drivers may assume no infinities. exp(M_START - s) is 0 for
 // any real logit s, so the first key replaces it.
 const float M_START = -1.7014117e38;  // about -FLT_MAX / 2

@@ -50,7 +50,7 @@ const uint QV = HEAD_DIM / 4;      // vec4s per query row
 const uint TILE = LANES * KEYS_PER_LANE;
 const uint CHUNKS = (ROW + LANES - 1) / LANES;  // V texels per lane when lanes own texels
 const uint ACC = VALUES_BY_KEY ? QV : CHUNKS * HALVES;  // vec4 accumulators per head
-const uint GROUP_SHIFT = BLOCK_SHIFT < 3u ? BLOCK_SHIFT : 3u;  // log2 of the KV token group
+layout(constant_id = 9) const uint GROUP_SHIFT = 3;  // log2 of the cache's token group
 const uint BATCH = 8;  // texel fetches issued together
 
 layout(push_constant) uniform Params {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "decode_plan_impl.hpp"  // which variant a plan chose, to prove an override took effect
+#include "kv_cache_impl.hpp"     // the layout a cache chose
 #include "reference.hpp"
 #include "test_support.hpp"
 #include "tuning.hpp"  // binding limits, to size the largest pool
@@ -336,7 +337,12 @@ TEST_P(EveryWidthGpuTier, MatchesReference) {
   const Shape s = GetParam().shape;
   Context& ctx = context();
   const KvCacheDesc desc{4, s.kv_heads, s.head_dim, 1100, s.dtype, 16};
-  KvCache cache(ctx, desc);
+  // The layout a GPU's cache has (token-major rows); this device's own is checked elsewhere.
+  KvCache cache = [&] {
+    ScopedEnv group("GQAVK_KV_TOKEN_GROUP", "1");
+    return KvCache(ctx, desc);
+  }();
+  ASSERT_EQ(cache.impl().group_shift, 0u);
   const KvHost kv = random_kv(desc, 130 + s.head_dim);
   write_all(cache, kv);
   const std::vector<uint32_t> lengths = {1100, 1, 333, 64};
@@ -384,7 +390,7 @@ TEST_P(EveryWidthGpuVariants, MatchesReference) {
   const auto [load, reduction] = GetParam();
   Context& ctx = context();
   const KvCacheDesc desc{3, 2, 112, 333, DType::f16, 16};
-  KvCache cache(ctx, desc);
+  KvCache cache(ctx, desc);  // this device's layout (token groups of 8 on lavapipe)
   const KvHost kv = random_kv(desc, 140);
   write_all(cache, kv);
   const std::vector<uint32_t> lengths = {1, 50, 333};
@@ -404,7 +410,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(std::pair{"texel", "subgroup"}, std::pair{"image", "subgroup"},
                       std::pair{"storage", "subgroup"}, std::pair{"texel", "shared"},
                       std::pair{"storage", "shared"}),
-    [](const auto& info) { return std::string(info.param.first) + "_" + info.param.second; });
+    [](const auto& p) { return std::string(p.param.first) + "_" + p.param.second; });
 
 // ---------------------------------------------------------------------------------------------
 // The tests' validation layer runs synchronization validation too: two transfers writing one
