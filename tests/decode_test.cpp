@@ -646,6 +646,22 @@ TEST_F(Decode, CustomScale) {
   }
 }
 
+// GQAVK_KV_TOKEN_GROUP picks the cache layout's token group, within the block; anything else is
+// refused by name.
+TEST_F(Decode, TokenGroupOverride) {
+  Context& ctx = context();
+  const KvCacheDesc desc{1, 1, 64, 64, DType::f16, 4};
+  for (auto [value, shift] : {std::pair{"1", 0u}, {"2", 1u}, {"8", 2u}}) {  // 8 > a 4-token block
+    ScopedEnv group("GQAVK_KV_TOKEN_GROUP", value);
+    EXPECT_EQ(KvCache(ctx, desc).impl().group_shift, shift) << value;
+  }
+  for (const char* bad : {"3", "16", "", "eight"}) {
+    ScopedEnv group("GQAVK_KV_TOKEN_GROUP", bad);
+    EXPECT_TRUE(throws_error([&] { KvCache cache(ctx, desc); }, ErrorCode::invalid_argument,
+                             {std::string("GQAVK_KV_TOKEN_GROUP='") + bad + "'", "1, 2, 4 or 8"}));
+  }
+}
+
 // Only lengths[b] tokens are read: the rest of the capacity holds 1e4, then NaN and inf.
 TEST_F(Decode, IgnoresGarbagePastTheLength) {
   Context& ctx = context();
