@@ -68,7 +68,9 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
                     std::to_string(limit) + " bytes (reduce batch or capacity_tokens)");
   }
   c.pool = c.ctx->make_buffer(BufferKind::device_local, pool_bytes, "KV pool");
-  if (pool_bytes <= dev.max_texel_buffer_elements * 16) c.texel_view.emplace(c.ctx->device, c.pool);
+  if (pool_bytes <= max_binding_bytes(dev, LoadPath::texel)) {
+    c.texel_view.emplace(c.ctx->device, c.pool);
+  }
 
   // Identity block table: sequence b owns blocks [b * blocks_per_seq, (b + 1) * blocks_per_seq).
   std::vector<uint32_t> table(uint64_t{desc.batch} * c.blocks_per_seq);

@@ -124,8 +124,9 @@ const char* to_string(LoadPath path) {
 }
 
 uint64_t max_binding_bytes(const DeviceInfo& device, LoadPath path) {
-  const uint64_t limit = uses_texel_view(path) ? device.max_texel_buffer_elements * 16
-                                               : device.max_storage_buffer_range;
+  // texelFetch and imageLoad take an int: at most 2^31 - 1 texels whatever the device allows.
+  const uint64_t texels = std::min<uint64_t>(device.max_texel_buffer_elements, 0x7fffffffu);
+  const uint64_t limit = uses_texel_view(path) ? texels * 16 : device.max_storage_buffer_range;
   const uint64_t alloc =
       device.max_memory_allocation_size ? device.max_memory_allocation_size : limit;
   return std::min(limit, alloc);

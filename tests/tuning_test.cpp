@@ -408,6 +408,15 @@ TEST(Tuning, ImageLoadsShareTheTexelView) {
       ErrorCode::unsupported, {std::to_string(100 * kMiB)}));
 }
 
+TEST(Tuning, TexelIndicesFitAnInt) {
+  // RADV reports 2^32 - 1 texel-buffer elements; texelFetch's int index reaches 2^31 - 1.
+  DeviceInfo dev = amd_like();
+  dev.max_texel_buffer_elements = 0xffffffffu;
+  dev.max_memory_allocation_size = 1ull << 40;
+  EXPECT_EQ(max_binding_bytes(dev, LoadPath::texel), 0x7fffffffull * 16);
+  EXPECT_EQ(max_binding_bytes(dev, LoadPath::image), 0x7fffffffull * 16);
+}
+
 TEST(Tuning, UnsupportedWhenThePoolExceedsEveryBinding) {
   for (const DeviceInfo& dev : {nvidia_like(), lavapipe_like(), intel_like()}) {
     SCOPED_TRACE(dev.name);
