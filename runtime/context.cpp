@@ -166,14 +166,25 @@ const Candidate& choose(const std::vector<Candidate>& devs, const std::string& s
                 "no Vulkan 1.2 device with a compute queue was found (install a driver, e.g. "
                 "mesa-vulkan-drivers for lavapipe on the CPU)");
   }
-  if (selector.empty()) {
-    return *std::max_element(devs.begin(), devs.end(), [](const Candidate& a, const Candidate& b) {
-      return type_rank(a.info.type) < type_rank(b.info.type);
-    });
-  }
   std::string names;
   for (const Candidate& c : devs) {
     names += (names.empty() ? "" : ", ") + std::to_string(c.info.index) + ": " + c.info.name;
+  }
+  if (selector.empty()) {
+    // Only a device that can run work; one that only compiles is taken when named.
+    const Candidate* best = nullptr;
+    for (const Candidate& c : devs) {
+      if (c.info.can_run && (!best || type_rank(c.info.type) > type_rank(best->info.type))) {
+        best = &c;
+      }
+    }
+    if (!best) {
+      throw Error(ErrorCode::no_device,
+                  "no Vulkan device here can run work (" + names +
+                      " can only build pipelines: they have no memory for buffers); install a "
+                      "driver, e.g. mesa-vulkan-drivers for lavapipe on the CPU");
+    }
+    return *best;
   }
   const bool numeric = std::all_of(selector.begin(), selector.end(),
                                    [](unsigned char ch) { return std::isdigit(ch); });
@@ -222,12 +233,17 @@ bool probe_lanes(Context::Impl& impl, uint32_t lanes, bool sized, uint32_t* seen
   return true;
 }
 
-// Fills info.subgroup_lanes and the partial-subgroup bug flag.
+// Fills info.subgroup_lanes and the partial-subgroup bug flag. A device that cannot run work is
+// taken at its word: its reported subgroup size, so tuning for it still works.
 void probe_subgroups(Context::Impl& impl) {
   DeviceInfo& d = impl.info;
   d.subgroup_lanes = 0;
   const uint32_t needed = kSubgroupBasic | kSubgroupArithmetic | kSubgroupBallot;
   if (!d.has_subgroup_ops(needed) || d.subgroup_size < 1 || d.subgroup_size > 128) return;
+  if (!d.can_run) {
+    d.subgroup_lanes = d.subgroup_size;
+    return;
+  }
   const bool sized = d.subgroup_size_control && d.min_subgroup_size <= d.subgroup_size &&
                      d.subgroup_size <= d.max_subgroup_size;
   uint32_t seen = 0;
@@ -260,7 +276,8 @@ std::vector<DeviceInfo> list_devices() {
 }
 
 Context::Impl::~Impl() {
-  if (device != VK_NULL_HANDLE) vkDeviceWaitIdle(device);
+  // Only a device that ran work has any to wait for (RADV's null hardware crashes in the wait).
+  if (device != VK_NULL_HANDLE && submitter) vkDeviceWaitIdle(device);
   staging = Buffer();
   pipelines.clear();
   submitter.reset();
@@ -272,6 +289,14 @@ Context::Impl::~Impl() {
     if (destroy) destroy(instance, messenger, nullptr);
   }
   if (instance != VK_NULL_HANDLE) vkDestroyInstance(instance, nullptr);
+}
+
+void Context::Impl::require_can_run(const char* what) const {
+  if (info.can_run) return;
+  throw Error(ErrorCode::unsupported,
+              std::string(what) + ": device '" + info.name +
+                  "' cannot run work (it has no memory for buffers; it can only build pipelines); "
+                  "choose another device");
 }
 
 std::shared_ptr<const ComputePipeline> Context::Impl::shared_pipeline(const PipelineDesc& desc) {
@@ -356,23 +381,34 @@ Context::Context(const ContextOptions& options) : impl_(std::make_unique<Impl>()
   c.info = chosen.info;
   c.queue_family = chosen.queue_family;
 
-  // Device: one compute queue; subgroup size control when the device has it.
+  // Device: one compute queue; subgroup size control and pipeline statistics where asked for and
+  // the device has them.
   const float priority = 1.0f;
   VkDeviceQueueCreateInfo queue_info{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
   queue_info.queueFamilyIndex = c.queue_family;
   queue_info.queueCount = 1;
   queue_info.pQueuePriorities = &priority;
   std::vector<const char*> extensions;
+  VkPhysicalDeviceFeatures2 features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+  void** tail = &features.pNext;
   VkPhysicalDeviceSubgroupSizeControlFeatures size_control{
       VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES};
-  VkPhysicalDeviceFeatures2 features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
   if (c.info.subgroup_size_control) {
     size_control.subgroupSizeControl = VK_TRUE;
     size_control.computeFullSubgroups = c.info.compute_full_subgroups ? VK_TRUE : VK_FALSE;
-    features.pNext = &size_control;
+    *tail = &size_control;
+    tail = &size_control.pNext;
     if (c.info.api_version < VK_API_VERSION_1_3) {
       extensions.push_back(VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
     }
+  }
+  VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR exec_props{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR};
+  c.capture_statistics = options.pipeline_statistics && c.info.pipeline_statistics;
+  if (c.capture_statistics) {
+    exec_props.pipelineExecutableInfo = VK_TRUE;
+    *tail = &exec_props;
+    extensions.push_back(VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
   }
   VkDeviceCreateInfo device_info{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
   device_info.pNext = &features;
@@ -386,7 +422,11 @@ Context::Context(const ContextOptions& options) : impl_(std::make_unique<Impl>()
   VkPipelineCacheCreateInfo cache_info{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
   vk_check(vkCreatePipelineCache(c.device, &cache_info, nullptr, &c.pipeline_cache),
            "vkCreatePipelineCache");
-  c.submitter = std::make_unique<Submitter>(c.device, c.queue, c.queue_family);
+  // A device that cannot run work gets no command buffer or fence (RADV's null hardware fails to
+  // create fences), and make_buffer and submit refuse with a message naming it.
+  if (c.info.can_run) {
+    c.submitter = std::make_unique<Submitter>(c.device, c.queue, c.queue_family);
+  }
   probe_subgroups(c);
 }
 

@@ -26,7 +26,8 @@ struct Context::Impl {
   uint32_t queue_family = 0;
   VkPipelineCache pipeline_cache = VK_NULL_HANDLE;
   DeviceInfo info;
-  std::unique_ptr<Submitter> submitter;
+  bool capture_statistics = false;       // pipelines keep the driver's figures (pipeline_stats.hpp)
+  std::unique_ptr<Submitter> submitter;  // null on a device that cannot run work
   Buffer staging;  // reused for uploads and downloads, grown on demand up to kStagingMaxBytes
 
   std::map<std::string, std::shared_ptr<const ComputePipeline>> pipelines;
@@ -41,19 +42,25 @@ struct Context::Impl {
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
 
+  // Throws gqavk::Error (unsupported) naming `what` when the device cannot run work.
+  void require_can_run(const char* what) const;
   // A new buffer on this device.
   Buffer make_buffer(BufferKind kind, uint64_t bytes, const char* what) const {
+    require_can_run(what);
     return Buffer(phys, device, kind, bytes, what);
   }
   // A pipeline built with this context's pipeline cache.
   ComputePipeline make_pipeline(const PipelineDesc& desc) const {
-    return ComputePipeline(device, pipeline_cache, desc);
+    return ComputePipeline(device, pipeline_cache, desc, capture_statistics);
   }
   // The context's shared pipeline for `desc`, built on first use: plans of the same shape share
   // it, so a driver that compiles at first dispatch (lavapipe) compiles each variant once.
   std::shared_ptr<const ComputePipeline> shared_pipeline(const PipelineDesc& desc);
   // Records, submits and waits.
-  void submit(const std::function<void(VkCommandBuffer)>& record) { submitter->run(record); }
+  void submit(const std::function<void(VkCommandBuffer)>& record) {
+    require_can_run("submitting work");
+    submitter->run(record);
+  }
   // The staging buffer, at least min(bytes, kStagingMaxBytes) large.
   Buffer& staging_for(uint64_t bytes);
   // Copies host bytes into dst at offset (through staging, in chunks).

@@ -115,6 +115,7 @@ DeviceInfo query_device_info(VkPhysicalDevice phys, uint32_t index) {
   const bool size_control_ext = has_extension(phys, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
   const bool nv_sm = has_extension(phys, VK_NV_SHADER_SM_BUILTINS_EXTENSION_NAME);
   const bool amd_core = has_extension(phys, VK_AMD_SHADER_CORE_PROPERTIES_EXTENSION_NAME);
+  const bool exec_props = has_extension(phys, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
 
   VkPhysicalDeviceProperties base;
   vkGetPhysicalDeviceProperties(phys, &base);
@@ -148,10 +149,17 @@ DeviceInfo query_device_info(VkPhysicalDevice phys, uint32_t index) {
   VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
   VkPhysicalDeviceSubgroupSizeControlFeatures fsc{
       VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES};
+  VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR fexec{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR};
   VkPhysicalDeviceFeatures2 features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
   features.pNext = &f11;
   f11.pNext = &f12;
-  if (v13 || size_control_ext) f12.pNext = &fsc;
+  tail = &f12.pNext;
+  if (v13 || size_control_ext) {
+    *tail = &fsc;
+    tail = &fsc.pNext;
+  }
+  if (exec_props) *tail = &fexec;
   vkGetPhysicalDeviceFeatures2(phys, &features);
 
   d.name = base.deviceName;
@@ -179,15 +187,18 @@ DeviceInfo query_device_info(VkPhysicalDevice phys, uint32_t index) {
   }
   d.storage_buffer_16bit = f11.storageBuffer16BitAccess == VK_TRUE;
   d.shader_float16 = f12.shaderFloat16 == VK_TRUE;
+  d.pipeline_statistics = exec_props && fexec.pipelineExecutableInfo == VK_TRUE;
 
   const VkPhysicalDeviceLimits& lim = base.limits;
   d.max_storage_buffer_range = lim.maxStorageBufferRange;
   d.max_texel_buffer_elements = lim.maxTexelBufferElements;
   d.max_shared_memory_bytes = lim.maxComputeSharedMemorySize;
   d.max_workgroup_invocations = lim.maxComputeWorkGroupInvocations;
+  for (int i = 0; i < 3; ++i) d.max_workgroup_size[i] = lim.maxComputeWorkGroupSize[i];
   for (int i = 0; i < 3; ++i) d.max_workgroup_count[i] = lim.maxComputeWorkGroupCount[i];
   d.max_push_constants_bytes = lim.maxPushConstantsSize;
   d.max_descriptor_set_storage_buffers = lim.maxDescriptorSetStorageBuffers;
+  d.max_per_stage_storage_buffers = lim.maxPerStageDescriptorStorageBuffers;
   d.timestamp_period_ns = lim.timestampPeriod;
 
   VkPhysicalDeviceMaintenance3Properties m3{
@@ -211,6 +222,17 @@ DeviceInfo query_device_info(VkPhysicalDevice phys, uint32_t index) {
     d.heaps.push_back({mem.memoryHeaps[i].size,
                        (mem.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) != 0});
   }
+  // Work needs device-local memory for the kernels' buffers and host-visible coherent memory for
+  // staging (runtime/buffer.cpp); a device with neither (RADV's null hardware) only compiles.
+  const auto has_memory = [&](VkMemoryPropertyFlags want) {
+    for (uint32_t i = 0; i < mem.memoryTypeCount; ++i) {
+      if ((mem.memoryTypes[i].propertyFlags & want) == want) return true;
+    }
+    return false;
+  };
+  d.can_run =
+      has_memory(VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT) &&
+      has_memory(VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
 
   // Compute units: reported by NVIDIA and AMD extensions, CPU threads for lavapipe, else a guess.
   if (nv_sm && sm.shaderSMCount) {

@@ -15,7 +15,8 @@ std::span<const uint32_t> find_shader(std::string_view name) {
   throw Error(ErrorCode::vulkan, "no embedded shader named '" + std::string(name) + "'");
 }
 
-ComputePipeline::ComputePipeline(VkDevice device, VkPipelineCache cache, const PipelineDesc& desc)
+ComputePipeline::ComputePipeline(VkDevice device, VkPipelineCache cache, const PipelineDesc& desc,
+                                 bool capture_statistics)
     : device_(device), bindings_(desc.bindings) {
   try {
     std::vector<VkDescriptorSetLayoutBinding> b(desc.bindings.size());
@@ -59,6 +60,7 @@ ComputePipeline::ComputePipeline(VkDevice device, VkPipelineCache cache, const P
     subgroup.requiredSubgroupSize = desc.required_subgroup_size;
 
     VkComputePipelineCreateInfo info{VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO};
+    if (capture_statistics) info.flags = VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
     info.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO;
     info.stage.pNext = desc.required_subgroup_size ? &subgroup : nullptr;
     info.stage.flags =

@@ -40,7 +40,10 @@ struct PipelineDesc {
 class ComputePipeline {
  public:
   ComputePipeline() = default;
-  ComputePipeline(VkDevice device, VkPipelineCache cache, const PipelineDesc& desc);
+  // Builds `desc`; capture_statistics asks the driver to keep the compiled figures
+  // (VK_KHR_pipeline_executable_properties, which the device must have enabled).
+  ComputePipeline(VkDevice device, VkPipelineCache cache, const PipelineDesc& desc,
+                  bool capture_statistics = false);
   ~ComputePipeline();
   ComputePipeline(ComputePipeline&& o) noexcept;
   ComputePipeline& operator=(ComputePipeline&& o) noexcept;

@@ -272,6 +272,13 @@ int run(const Options& o) {
   gqavk::ContextOptions context_options;
   context_options.device = o.device;
   gqavk::Context context(context_options);
+  // Such a device fails at its first buffer, which would read as a fault of K and V's shape.
+  if (!context.device().can_run) {
+    throw gqavk::Error(gqavk::ErrorCode::unsupported,
+                       "device '" + context.device().name +
+                           "' cannot run work (it can only build pipelines); choose another with "
+                           "--device");
+  }
 
   // The cache's errors (an unsupported head dim, a pool too large for the device) come from the
   // shape of K and V: name those files.

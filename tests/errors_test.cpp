@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "decode_pipelines.hpp"
+#include "pipeline_statistics.hpp"
 #include "test_support.hpp"
 
 namespace gqavk::test {
@@ -402,6 +404,19 @@ TEST_F(Errors, DeviceSelectorMatchesNothing) {
       }
     }
   }
+}
+
+// Pipeline statistics need VK_KHR_pipeline_executable_properties and a context that asked for them.
+TEST_F(Errors, PipelineStatisticsUnavailable) {
+  DecodeTuning split;
+  split.max_splits = 2;
+  const ComputePipeline pipe =
+      context().impl().make_pipeline(*decode_pipeline_descs(DecodeShape{}, split).merge);
+  const DeviceInfo& d = context().device();
+  EXPECT_TRUE(throws_error(
+      [&] { pipeline_statistics(context().impl(), pipe); }, ErrorCode::unsupported,
+      {d.name, d.pipeline_statistics ? "ContextOptions::pipeline_statistics"
+                                     : "does not support VK_KHR_pipeline_executable_properties"}));
 }
 
 // No Vulkan driver at all: the test starts this binary again with the loader pointed at a driver

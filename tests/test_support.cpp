@@ -1,8 +1,14 @@
 #include "test_support.hpp"
 
+#include <stdlib.h>    // mkdtemp
+#include <sys/wait.h>  // WIFEXITED, WEXITSTATUS
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 namespace gqavk::test {
@@ -151,6 +157,52 @@ ScopedEnv::~ScopedEnv() {
   } else {
     unsetenv(name_.c_str());
   }
+}
+
+namespace {
+
+// Single-quotes an argument for /bin/sh.
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (const char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace
+
+CommandResult run_command(const std::vector<std::string>& argv,
+                          const std::vector<std::string>& env) {
+  namespace fs = std::filesystem;
+  std::string tmpl = (fs::temp_directory_path() / "gqavk_command_XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temp dir from " + tmpl);
+  const fs::path dir = tmpl;
+  std::string cmd = "env";
+  for (const std::string& e : env) {
+    cmd += ' ';
+    cmd += shell_quote(e);
+  }
+  if (fs::exists("/usr/bin/timeout")) cmd += " /usr/bin/timeout -k 5 120";
+  for (const std::string& a : argv) {
+    cmd += ' ';
+    cmd += shell_quote(a);
+  }
+  cmd += " >";
+  cmd += shell_quote((dir / "stdout").string());
+  cmd += " 2>";
+  cmd += shell_quote((dir / "stderr").string());
+  const int status = std::system(cmd.c_str());
+  CommandResult r;
+  if (status != -1 && WIFEXITED(status)) r.code = WEXITSTATUS(status);
+  r.out = read_file(dir / "stdout");
+  r.err = read_file(dir / "stderr");
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return r;
 }
 
 ::testing::AssertionResult throws_error(const std::function<void()>& fn, ErrorCode code,

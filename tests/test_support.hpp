@@ -88,6 +88,18 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
+// What a command printed and how it ended.
+struct CommandResult {
+  int code = -1;  // exit status; -1 when it died from a signal
+  std::string out;
+  std::string err;
+};
+
+// Runs `argv` (the program first) with `env` entries ("NAME=value") added to its environment and
+// captures stdout and stderr; a hang ends after 120 s as exit 124.
+CommandResult run_command(const std::vector<std::string>& argv,
+                          const std::vector<std::string>& env = {});
+
 // Runs `fn` and checks it throws gqavk::Error with `code` and a message containing every one of
 // `parts` (the bad value and what was expected).
 ::testing::AssertionResult throws_error(const std::function<void()>& fn, ErrorCode code,

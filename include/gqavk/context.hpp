@@ -12,16 +12,23 @@
 namespace gqavk {
 
 struct ContextOptions {
-  // Which device: "" takes GQAVK_DEVICE from the environment, else the best device (discrete >
-  // integrated > virtual > CPU). A number picks by index, other text by name substring.
+  // Which device: "" takes GQAVK_DEVICE from the environment, else the best device that can run
+  // work (discrete > integrated > virtual > CPU). A number picks by index, other text by name
+  // substring; so chosen, a device that cannot run work (DeviceInfo::can_run) still builds
+  // pipelines.
   std::string device;
   // Enables the Khronos validation layer when it is installed.
   bool validation = false;
   // Receives each validation message; when empty, messages are written to stderr.
   std::function<void(std::string_view)> on_validation_message;
+  // Asks the driver to keep each pipeline's compiled figures
+  // (VK_KHR_pipeline_executable_properties: registers, spills, occupancy) for in-tree tools;
+  // ignored where the device lacks the extension (DeviceInfo::pipeline_statistics).
+  bool pipeline_statistics = false;
 };
 
-// Lists the Vulkan devices gqavk can use (API 1.2 or newer with a compute queue).
+// Lists the Vulkan devices gqavk can use (API 1.2 or newer with a compute queue), including those
+// that can only build pipelines (DeviceInfo::can_run false).
 std::vector<DeviceInfo> list_devices();
 
 // Owns the Vulkan objects of one device. Move-only; everything created from a Context (caches,

@@ -39,6 +39,14 @@ struct DeviceInfo {
   uint32_t driver_id = 0;    // VkDriverId
   std::string driver_name;
   std::string driver_info;
+  // False where the device can build pipelines but cannot run work: it lacks a memory type for
+  // device-local buffers or one for host-visible coherent staging (RADV's "Null hardware" devices
+  // under RADV_FORCE_FAMILY have no memory at all). Never chosen by default; a Context on it
+  // builds pipelines, and creating buffers or submitting work throws gqavk::Error (unsupported).
+  bool can_run = true;
+  // VK_KHR_pipeline_executable_properties: the driver reports each pipeline's compiled figures
+  // (registers, spills, occupancy) when the Context is made with pipeline_statistics.
+  bool pipeline_statistics = false;
 
   uint32_t subgroup_size = 0;          // VkPhysicalDeviceSubgroupProperties::subgroupSize
   uint32_t subgroup_ops = 0;           // SubgroupOps bits usable in compute shaders
@@ -61,9 +69,12 @@ struct DeviceInfo {
   uint64_t max_buffer_size = 0;
   uint32_t max_shared_memory_bytes = 0;
   uint32_t max_workgroup_invocations = 0;
+  uint32_t max_workgroup_size[3] = {0, 0, 0};
   uint32_t max_workgroup_count[3] = {0, 0, 0};
   uint32_t max_push_constants_bytes = 0;
   uint32_t max_descriptor_set_storage_buffers = 0;
+  // Storage buffers one compute shader may bind (maxPerStageDescriptorStorageBuffers).
+  uint32_t max_per_stage_storage_buffers = 0;
   double timestamp_period_ns = 0;     // nanoseconds per timestamp tick
   uint32_t timestamp_valid_bits = 0;  // 0: the compute queue has no timestamps
   uint32_t compute_units = 0;         // SMs, CUs or CPU threads; an estimate where not reported
