@@ -9,12 +9,13 @@ BUILD_DIR="${BUILD_DIR:-build}"
 export DEBIAN_FRONTEND=noninteractive
 
 # build-essential brings g++; mesa-vulkan-drivers brings lavapipe, the CPU Vulkan driver the
-# tests run on; glslang-tools and spirv-tools compile and check the shaders at build time.
+# tests run on; glslang-tools and spirv-tools compile and check the shaders at build time;
+# nlohmann-json3-dev (header-only) writes gqavk-info's JSON and reads it back in its test.
 PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config
   mesa-vulkan-drivers libvulkan-dev vulkan-tools vulkan-validationlayers
   glslang-tools spirv-tools
-  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
 )
 
 say() { echo "setup.sh: $*"; }
