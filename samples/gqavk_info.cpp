@@ -301,7 +301,7 @@ void print_pairs(const std::string& lead, const std::vector<std::string>& pairs,
   std::string line = lead;
   bool first = true;
   for (const std::string& p : pairs) {
-    if (!first && line.size() + 2 + p.size() > 100) {
+    if (!first && line.size() + 3 + p.size() > 100) {  // ", " before it and "," after
       std::printf("%s,\n", line.c_str());
       line = std::string(indent, ' ') + p;
     } else {
