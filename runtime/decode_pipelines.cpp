@@ -77,10 +77,10 @@ void check_decode_limits(const DeviceInfo& device, const DecodeShape& shape,
   };
   // Bindings: the pool (a storage buffer on the storage path) and five storage buffers.
   const uint32_t storage_buffers = t.load_path == LoadPath::storage ? 6 : 5;
-  if (device.max_descriptor_set_storage_buffers &&
-      storage_buffers > device.max_descriptor_set_storage_buffers) {
+  if (device.max_per_stage_storage_buffers &&
+      storage_buffers > device.max_per_stage_storage_buffers) {
     over("the decode kernel's storage-buffer descriptors", storage_buffers,
-         "maxDescriptorSetStorageBuffers", device.max_descriptor_set_storage_buffers);
+         "maxPerStageDescriptorStorageBuffers", device.max_per_stage_storage_buffers);
   }
   const uint64_t rows = uint64_t{shape.batch} * shape.q_heads;
   const uint64_t row_bytes = uint64_t{shape.head_dim} * 4;
@@ -109,6 +109,10 @@ void check_decode_limits(const DeviceInfo& device, const DecodeShape& shape,
   if (t.lanes > device.max_workgroup_invocations) {
     over("the decode workgroup (invocations)", t.lanes, "maxComputeWorkGroupInvocations",
          device.max_workgroup_invocations);
+  }
+  if (device.max_workgroup_size[0] && t.lanes > device.max_workgroup_size[0]) {
+    over("the decode workgroup (width)", t.lanes, "maxComputeWorkGroupSize[0]",
+         device.max_workgroup_size[0]);
   }
   const uint64_t shared = decode_shared_bytes(shape, t);
   if (shared > device.max_shared_memory_bytes) {

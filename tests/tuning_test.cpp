@@ -370,12 +370,20 @@ TEST(Tuning, LimitsAreCheckedBeforeAPlanIsMade) {
   few.max_workgroup_count[2] = 2;
   EXPECT_TRUE(throws_error([&] { check_decode_limits(few, s, choose_decode_tuning(few, s, 1)); },
                            ErrorCode::unsupported, {"maxComputeWorkGroupCount[2]", "sequences"}));
+  // Workgroup width: lavapipe's narrow subgroups join into 32-lane workgroups.
+  DeviceInfo tight = lavapipe_like();
+  tight.max_workgroup_size[0] = 16;
+  EXPECT_TRUE(throws_error(
+      [&] {
+        check_decode_limits(tight, s, choose_decode_tuning(tight, s, 1, {"", "", "", "gpu"}));
+      },
+      ErrorCode::unsupported, {"maxComputeWorkGroupSize[0]", "32"}));
   // Descriptors.
   DeviceInfo scarce = nvidia_like();
-  scarce.max_descriptor_set_storage_buffers = 4;
+  scarce.max_per_stage_storage_buffers = 4;
   EXPECT_TRUE(
       throws_error([&] { check_decode_limits(scarce, s, choose_decode_tuning(scarce, s, 1)); },
-                   ErrorCode::unsupported, {"maxDescriptorSetStorageBuffers", "6"}));
+                   ErrorCode::unsupported, {"maxPerStageDescriptorStorageBuffers", "6"}));
 }
 
 TEST(Tuning, OtherPathWhenThePoolExceedsThePreferredBinding) {
