@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cli_flags.hpp"
 #include "context_impl.hpp"
 #include "decode_pipelines.hpp"
 #include "gqavk/gqavk.hpp"
@@ -93,14 +94,8 @@ Action parse_args(int argc, char** argv, Options& o) {
       throw UsageError(arg.substr(0, 2) == "--" ? "unknown flag '" + std::string(name) + "'"
                                                 : "unexpected argument '" + std::string(arg) + "'");
     }
-    std::string_view value;
-    if (eq != std::string_view::npos) {
-      value = arg.substr(eq + 1);
-    } else if (i + 1 < argc && std::string_view(argv[i + 1]).substr(0, 2) != "--") {
-      value = argv[++i];
-    } else {
-      throw UsageError(std::string(name) + " needs a value");
-    }
+    const std::string_view value =
+        gqavk::tools::flag_value<UsageError>(arg, name, eq, i, argc, argv);
     if (name == "--device") {
       if (seen_device) throw UsageError("--device is given more than once");
       seen_device = true;
@@ -231,7 +226,7 @@ Json shape_record(gqavk::Context& ctx, const ModelShape& m, bool pipelines, bool
               {"shape", gqavk::tools::shape_name(m)},
               {"capacity_tokens", m.capacity_tokens},
               {"batch", m.batch}};
-  const gqavk::DecodeShape shape = gqavk::tools::decode_shape(m);
+  const gqavk::DecodeShape shape = gqavk::tools::decode_shape(m, ctx.device());
   try {
     const gqavk::DecodeTuning t =
         gqavk::choose_decode_tuning(ctx.device(), shape, 0, gqavk::overrides_from_env());

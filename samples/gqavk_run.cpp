@@ -22,6 +22,7 @@
 #include <system_error>
 #include <vector>
 
+#include "cli_flags.hpp"
 #include "gqavk/gqavk.hpp"
 #include "npy.hpp"
 
@@ -129,14 +130,8 @@ Action parse_args(int argc, char** argv, Options& options) {
     if (*seen) throw UsageError(std::string(name) + " is given more than once");
     *seen = true;
 
-    std::string_view value;
-    if (eq != std::string_view::npos) {
-      value = arg.substr(eq + 1);
-    } else if (i + 1 < argc && std::string_view(argv[i + 1]).substr(0, 2) != "--") {
-      value = argv[++i];
-    } else {
-      throw UsageError(std::string(name) + " needs a value");
-    }
+    const std::string_view value =
+        gqavk::tools::flag_value<UsageError>(arg, name, eq, i, argc, argv);
     // An empty --device means "the default", as in ContextOptions; every other flag needs text.
     if (value.empty() && name != "--device") {
       throw UsageError(std::string(name) + " needs a non-empty value");

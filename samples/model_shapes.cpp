@@ -86,7 +86,7 @@ ModelShape parse_shape(std::string_view text) {
   return s;
 }
 
-DecodeShape decode_shape(const ModelShape& m) {
+DecodeShape decode_shape(const ModelShape& m, const DeviceInfo& device) {
   const uint64_t block_tokens = 1u << kBlockShift;
   const uint64_t blocks = (m.capacity_tokens + block_tokens - 1) / block_tokens;
   DecodeShape s;
@@ -99,6 +99,7 @@ DecodeShape decode_shape(const ModelShape& m) {
   s.pool_bytes =
       2 * m.kv_heads * block_tokens * m.head_dim * dtype_bytes(m.dtype) * blocks * m.batch;
   s.block_shift = kBlockShift;
+  s.group_shift = kv_group_shift(device, kBlockShift);
   return s;
 }
 

@@ -35,8 +35,8 @@ std::string shape_name(const ModelShape& shape);
 // (invalid_argument) naming the text and what was expected.
 ModelShape parse_shape(std::string_view text);
 
-// The DecodeShape of a plan for `shape` on a KvCache of its capacity in 16-token blocks; the pool
-// size is computed as runtime/kv_cache.cpp does.
-DecodeShape decode_shape(const ModelShape& shape);
+// The DecodeShape of a plan for `shape` on a KvCache of its capacity in 16-token blocks made on
+// `device`; the pool size and layout are computed as runtime/kv_cache.cpp does.
+DecodeShape decode_shape(const ModelShape& shape, const DeviceInfo& device);
 
 }  // namespace gqavk::tools

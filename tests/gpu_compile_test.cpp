@@ -244,7 +244,7 @@ void check_pipeline(Context& ctx, const ModelShape& m, const char* mode, const c
 TEST_P(GpuCompile, NoSpillsAndEnoughOccupancy) {
   Context& ctx = *context_;
   const ModelShape& m = GetParam();
-  const DecodeShape shape = tools::decode_shape(m);
+  const DecodeShape shape = tools::decode_shape(m, ctx.device());
   for (const auto& [mode, splits] : {std::pair{"split", kSplits}, std::pair{"direct", 1u}}) {
     for (uint32_t size : subgroup_sizes(ctx.device())) {
       TuningOverrides o;
