@@ -1,7 +1,9 @@
 // Decode kernels against the float64 CPU reference (tests/reference.cpp): shapes of real models,
 // every head dim, odd and long lengths, batches of unequal lengths, f32 and f16 KV, split-K on and
-// off, both load paths and both reductions, large logits, custom scales, garbage past the length,
-// incremental writes and plans reused as lengths grow.
+// off, every load path and both reductions, large logits, custom scales, garbage past the length,
+// incremental writes and plans reused as lengths grow; the CPU tier (the one lavapipe gets) and the
+// GPU tier (forced with GQAVK_TIER=gpu: the model table and every head dim, split and direct, on
+// the cache layout GPUs get), and synchronization validation proved on.
 //
 // ctest runs every test here at lavapipe's default vector width, and the tests with "EveryWidth"
 // in their name again under LP_NATIVE_VECTOR_WIDTH=128, 512, 1024 and 2048 (subgroups of 4, 16,
