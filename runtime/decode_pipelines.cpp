@@ -38,6 +38,7 @@ DecodePipelineDescs decode_pipeline_descs(const DecodeShape& shape, const Decode
   }
   pd.spec_constants.push_back(t.tier == Tier::gpu ? t.lanes_per_key : 0);  // unused by the CPU tier
   pd.spec_constants.push_back(shape.group_shift);                          // constant 9 in both
+  pd.spec_constants.push_back(t.head_subgroups);  // constant 10: GPU tier only
   pd.required_subgroup_size = t.required_subgroup_size;
   pd.full_subgroups = t.full_subgroups;
   if (split) {
@@ -55,11 +56,13 @@ DecodePipelineDescs decode_pipeline_descs(const DecodeShape& shape, const Decode
 uint64_t decode_shared_bytes(const DecodeShape& shape, const DecodeTuning& t) {
   const uint64_t heads = t.heads_per_workgroup;
   if (t.tier == Tier::gpu) {
-    // decode_gpu.comp: xchg[WG] vec4 without subgroup operations; with several subgroups, their
-    // (m, l) per head and a row of head_dim floats per head.
-    const uint64_t subgroups = t.lanes / t.subgroup_lanes;
+    // decode_gpu.comp: xchg[WG] vec4 without subgroup operations; with several subgroups taking
+    // the same heads, their (m, l) per head and a row of head_dim floats per head.
+    const uint64_t key_subgroups = t.lanes / t.subgroup_lanes / t.head_subgroups;
     const uint64_t exchange = t.reduction == Reduction::shared ? 16ull * t.lanes : 0;
-    const uint64_t merge = subgroups > 1 ? subgroups * heads * (8 + 4ull * shape.head_dim) : 12;
+    const uint64_t merge =
+        key_subgroups > 1 ? key_subgroups * heads * t.head_subgroups * (8 + 4ull * shape.head_dim)
+                          : 12;
     return exchange + merge;
   }
   // decode_split.comp's shared-memory variant: red_sh[LANES], p_sh[TILE * HEADS], v_at_sh[TILE].
@@ -109,6 +112,11 @@ void check_decode_limits(const DeviceInfo& device, const DecodeShape& shape,
   if (t.lanes > device.max_workgroup_invocations) {
     over("the decode workgroup (invocations)", t.lanes, "maxComputeWorkGroupInvocations",
          device.max_workgroup_invocations);
+  }
+  const uint32_t subgroups = t.required_subgroup_size ? t.lanes / t.required_subgroup_size : 1;
+  if (device.max_workgroup_subgroups && subgroups > device.max_workgroup_subgroups) {
+    over("the decode workgroup (subgroups of the required size)", subgroups,
+         "maxComputeWorkgroupSubgroups", device.max_workgroup_subgroups);
   }
   if (device.max_workgroup_size[0] && t.lanes > device.max_workgroup_size[0]) {
     over("the decode workgroup (width)", t.lanes, "maxComputeWorkGroupSize[0]",

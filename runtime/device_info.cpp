@@ -181,6 +181,7 @@ DeviceInfo query_device_info(VkPhysicalDevice phys, uint32_t index) {
     d.subgroup_size_control = true;
     d.compute_full_subgroups = fsc.computeFullSubgroups == VK_TRUE;
     d.min_subgroup_size = size_control.minSubgroupSize;
+    d.max_workgroup_subgroups = size_control.maxComputeWorkgroupSubgroups;
     d.max_subgroup_size = size_control.maxSubgroupSize;
   } else {
     d.min_subgroup_size = d.max_subgroup_size = subgroup.subgroupSize;

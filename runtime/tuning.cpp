@@ -5,6 +5,7 @@
 #include <iterator>
 #include <string>
 
+#include "decode_pipelines.hpp"
 #include "gqavk/error.hpp"
 
 namespace gqavk {
@@ -22,6 +23,8 @@ constexpr uint32_t kMaxSplits = 64;
 // slice (its K and V values): these keep AMD's wave64 kernels near 64 VGPRs (8 waves per SIMD).
 constexpr uint32_t kGpuSlicesPerLane = 4;
 constexpr uint32_t kGpuKeys = 2;
+// GPU tier: the largest workgroup, when subgroups join to take more of a group's query heads.
+constexpr uint32_t kGpuWorkgroupLanes = 256;
 
 uint32_t ceil_div(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
 
@@ -88,10 +91,34 @@ void choose_gpu_tuning(const DeviceInfo& device, const DecodeShape& shape,
   const uint32_t per_lane = ceil_div(slices, t.lanes_per_key);
   const uint32_t group = shape.q_heads / shape.kv_heads;
   const uint32_t max_heads = std::max(1u, kGpuSlicesPerLane / per_lane);
-  t.head_chunks = ceil_div(group, max_heads);
-  t.heads_per_workgroup = ceil_div(group, t.head_chunks);
+  // A subgroup holds max_heads query rows; a group with more takes several subgroups of one
+  // workgroup over the same keys (their K/V loads after the first hit the cache), as many as fit.
+  const uint32_t subgroups_needed = ceil_div(group, max_heads);
+  uint32_t max_lanes = std::min(kGpuWorkgroupLanes, device.max_workgroup_invocations);
+  if (device.max_workgroup_size[0]) max_lanes = std::min(max_lanes, device.max_workgroup_size[0]);
+  if (device.max_workgroup_subgroups) {
+    max_lanes = std::min(max_lanes, device.max_workgroup_subgroups * t.subgroup_lanes);
+  }
+  const uint32_t max_head_subgroups = std::max(1u, max_lanes / t.lanes);
+  // Only where whole subgroups of the required size are guaranteed.
+  const bool whole =
+      t.reduction == Reduction::subgroup && t.required_subgroup_size != 0 && t.full_subgroups;
+  t.head_subgroups = whole ? std::min(subgroups_needed, max_head_subgroups) : 1u;
   t.keys_per_lane = std::max(1u, kGpuKeys / per_lane);
   t.values_by_key = false;
+  const uint32_t key_lanes = t.lanes;
+  for (;;) {
+    t.head_chunks = ceil_div(subgroups_needed, t.head_subgroups);
+    const uint32_t per_workgroup = ceil_div(group, t.head_chunks);
+    t.heads_per_workgroup = std::min(max_heads, ceil_div(per_workgroup, t.head_subgroups));
+    t.head_subgroups = ceil_div(per_workgroup, t.heads_per_workgroup);  // none left empty
+    t.lanes = key_lanes * t.head_subgroups;
+    // Subgroups sharing heads merge through shared memory: fewer head subgroups if it is short.
+    if (t.head_subgroups == 1 || decode_shared_bytes(shape, t) <= device.max_shared_memory_bytes) {
+      break;
+    }
+    t.head_subgroups /= 2;
+  }
 }
 
 }  // namespace
@@ -191,7 +218,8 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
   }
   if (t.tier == Tier::gpu) {
     choose_gpu_tuning(device, shape, overrides, t);
-    t.max_splits = choose_splits(device, shape, t, t.lanes / t.lanes_per_key * t.keys_per_lane,
+    const uint32_t key_lanes = t.lanes / t.head_subgroups;
+    t.max_splits = choose_splits(device, shape, t, key_lanes / t.lanes_per_key * t.keys_per_lane,
                                  requested_splits);
     return t;
   }

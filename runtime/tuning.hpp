@@ -40,8 +40,10 @@ struct DecodeTuning {
   uint32_t lanes_per_key = 0;           // GPU tier: lanes sharing one key's head dim (<= subgroup)
   uint32_t required_subgroup_size = 0;  // pipeline's required subgroup size, 0 for none
   bool full_subgroups = false;
-  uint32_t heads_per_workgroup = 1;  // query heads sharing each K/V read
-  uint32_t head_chunks = 1;          // workgroups per KV head: ceil(H/G / heads_per_workgroup)
+  uint32_t heads_per_workgroup = 1;  // query heads sharing each K/V read (GPU tier: per subgroup)
+  uint32_t head_subgroups = 1;  // GPU tier: subgroups of a workgroup taking different heads
+  uint32_t head_chunks = 1;     // workgroups per KV head:
+                                // ceil(H/G / (heads_per_workgroup * head_subgroups))
   uint32_t keys_per_lane = 1;        // CPU tier: tile = lanes * keys_per_lane keys; GPU tier:
                                      // keys each lane group takes per step
   bool values_by_key = false;        // phase 3: each lane sums its own keys into a whole output row

@@ -10,7 +10,9 @@
 //  - a score is summed across its T lanes by a shuffle-xor butterfly; the running max per head is
 //    one subgroupMax per step and uniform across the subgroup, so the key groups' sums and rows
 //    add without rescaling when the subgroup merges them at the end;
-//  - a workgroup of NSG = WG / SG subgroups merges their softmax states through shared memory.
+//  - a workgroup holds NSG = WG / SG subgroups: NH of them take different query heads of the
+//    group over the same keys (their K/V loads after the first are served by the cache), and
+//    NSGK = NSG / NH take different keys and merge their softmax states through shared memory.
 // Lane roles come from gl_SubgroupID and gl_SubgroupInvocationID, so the kernel is right however
 // the driver packs subgroups, as long as each runs SG lanes (the tuning requires that size, or
 // uses one subgroup per workgroup where the context's probe measured SG). Without subgroup
@@ -41,11 +43,14 @@ layout(constant_id = 7) const uint SG = 32;  // lanes per subgroup
 const uint SG = gl_WorkGroupSize.x;  // the workgroup is the exchange unit
 #endif
 layout(constant_id = 8) const uint T = 32;  // lanes per key, a power of two <= SG
+layout(constant_id = 10) const uint NH = 1;  // subgroups taking different heads, HEADS each
 
 const uint WG = gl_WorkGroupSize.x;
 const uint NSG = WG / SG;          // subgroups per workgroup
+const uint NSGK = NSG / NH;        // subgroups taking different keys of the same heads
 const uint KPS = SG / T;           // keys per subgroup and step
-const uint NGROUPS = NSG * KPS;    // keys per workgroup and step, for each of KEYS
+const uint NGROUPS = NSGK * KPS;   // keys per workgroup and step, for each of KEYS
+const uint WG_HEADS = NH * HEADS;  // query heads per workgroup
 const uint VEC = HEAD_DIM / 4;     // 4-value slices per row
 const uint C = (VEC + T - 1) / T;  // slices per lane
 const uint VALS = KV_F16 ? 8 : 4;  // values per 16-byte texel
@@ -101,10 +106,10 @@ float all_max(float x) {
 }
 #endif
 
-// The subgroups' states, merged at the end when a workgroup holds several.
-shared float m_sh[NSG > 1 ? NSG * HEADS : 1];
-shared float l_sh[NSG > 1 ? NSG * HEADS : 1];
-shared vec4 o_sh[NSG > 1 ? NSG * HEADS * VEC : 1];
+// The states of subgroups that share heads, merged at the end: [NSGK][WG_HEADS].
+shared float m_sh[NSGK > 1 ? NSGK * WG_HEADS : 1];
+shared float l_sh[NSGK > 1 ? NSGK * WG_HEADS : 1];
+shared vec4 o_sh[NSGK > 1 ? NSGK * WG_HEADS * VEC : 1];
 
 // Four values of slice v (0 <= v < VEC) of the row whose texel 0 is at `row`.
 vec4 load_slice(uint row, uint v) {
@@ -119,11 +124,13 @@ void main() {
   const uint lane = my_lane();
   const uint slot = lane % KPS;  // which of the subgroup's keys
   const uint part = lane / KPS;  // which slices of it: part + i * T
-  const uint group = my_subgroup() * KPS + slot;
+  const uint sg_key = my_subgroup() / NH, sg_head = my_subgroup() % NH;
+  const uint group = sg_key * KPS + slot;
 
   const uint split = gl_WorkGroupID.x;
   const uint g = gl_WorkGroupID.y / pc.head_chunks;
-  const uint first_head = g * pc.group_size + (gl_WorkGroupID.y % pc.head_chunks) * HEADS;
+  const uint wg_first_head = g * pc.group_size + (gl_WorkGroupID.y % pc.head_chunks) * WG_HEADS;
+  const uint first_head = wg_first_head + sg_head * HEADS;  // this subgroup's
   const uint last_head = (g + 1) * pc.group_size;  // exclusive
   const uint b = gl_WorkGroupID.z;
 
@@ -220,8 +227,8 @@ void main() {
     }
   }
 
-  if (NSG == 1) {
-    // Slot 0's lanes hold the workgroup's rows: each writes its slices.
+  if (NSGK == 1) {
+    // Slot 0's lanes hold the subgroup's rows: each writes its slices.
     [[unroll]] for (uint h = 0; h < HEADS; ++h) {
       const uint head = first_head + h;
       if (head >= last_head) continue;
@@ -239,33 +246,33 @@ void main() {
     return;
   }
 
-  // Several subgroups: each leaves (m, l, row) in shared memory; the workgroup merges them.
-  const uint sg = my_subgroup();
+  // Subgroups sharing heads: each leaves (m, l, row) in shared memory; the workgroup merges them.
   [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+    const uint at = sg_key * WG_HEADS + sg_head * HEADS + h;
     if (slot == 0u) {
       [[unroll]] for (uint i = 0; i < C; ++i) {
         const uint v = part + i * T;
-        if (v < VEC) o_sh[(sg * HEADS + h) * VEC + v] = acc[h * C + i];
+        if (v < VEC) o_sh[at * VEC + v] = acc[h * C + i];
       }
     }
     if (lane == 0u) {
-      m_sh[sg * HEADS + h] = m_run[h];
-      l_sh[sg * HEADS + h] = l_run[h];
+      m_sh[at] = m_run[h];
+      l_sh[at] = l_run[h];
     }
   }
   barrier();
-  for (uint idx = gl_LocalInvocationIndex; idx < HEADS * VEC; idx += WG) {
+  for (uint idx = gl_LocalInvocationIndex; idx < WG_HEADS * VEC; idx += WG) {
     const uint h = idx / VEC, v = idx % VEC;
-    const uint head = first_head + h;
+    const uint head = wg_first_head + h;
     if (head >= last_head) continue;
     float m = M_START;
-    for (uint i = 0; i < NSG; ++i) m = max(m, m_sh[i * HEADS + h]);
+    for (uint i = 0; i < NSGK; ++i) m = max(m, m_sh[i * WG_HEADS + h]);
     float l = 0.0;
     vec4 o = vec4(0.0);
-    for (uint i = 0; i < NSG; ++i) {
-      const float w = exp(m_sh[i * HEADS + h] - m);
-      l += w * l_sh[i * HEADS + h];
-      o += w * o_sh[(i * HEADS + h) * VEC + v];
+    for (uint i = 0; i < NSGK; ++i) {
+      const float w = exp(m_sh[i * WG_HEADS + h] - m);
+      l += w * l_sh[i * WG_HEADS + h];
+      o += w * o_sh[(i * WG_HEADS + h) * VEC + v];
     }
     const uint row = b * pc.q_heads + head;
     const uint out_row = DIRECT_OUT ? row : row * pc.splits + split;

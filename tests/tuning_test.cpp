@@ -196,8 +196,16 @@ TEST_P(TuningProperties, HoldForEveryShape) {
             const uint32_t group = s.q_heads / s.kv_heads;
             EXPECT_GE(t.heads_per_workgroup, 1u);
             EXPECT_LE(t.heads_per_workgroup, group);
-            EXPECT_GE(t.heads_per_workgroup * t.head_chunks, group);
-            EXPECT_LT((t.head_chunks - 1) * t.heads_per_workgroup, group) << "an empty chunk";
+            const uint32_t per_workgroup = t.heads_per_workgroup * t.head_subgroups;
+            EXPECT_GE(per_workgroup * t.head_chunks, group);
+            EXPECT_LT((t.head_chunks - 1) * per_workgroup, group) << "an empty chunk";
+            EXPECT_LT((t.head_subgroups - 1) * t.heads_per_workgroup,
+                      (group + t.head_chunks - 1) / t.head_chunks)
+                << "an empty subgroup";
+            EXPECT_LE(decode_shared_bytes(s, t), dev.max_shared_memory_bytes);
+            if (t.tier == Tier::cpu) {
+              EXPECT_EQ(t.head_subgroups, 1u);
+            }
             EXPECT_GE(t.keys_per_lane, 1u);
             EXPECT_GE(t.max_splits, 1u);
             EXPECT_LE(t.max_splits, 64u);
@@ -330,8 +338,13 @@ TEST(Tuning, GpuTierSubgroups) {
   // Narrow subgroups that are guaranteed whole join into 32-lane workgroups.
   const DecodeTuning lp = choose_decode_tuning(lavapipe_like(), kLlama, 0, {"", "", "", "gpu"});
   EXPECT_EQ(lp.subgroup_lanes, 8u);
-  EXPECT_EQ(lp.lanes, 32u);
   EXPECT_EQ(lp.lanes_per_key, 8u);
+  // There 8 lanes hold a row of 128 values, 16 values each: one head per subgroup, and the group's
+  // 4 heads in 4 subgroups of the workgroup, each of those 4 key subgroups wide.
+  EXPECT_EQ(lp.heads_per_workgroup, 1u);
+  EXPECT_EQ(lp.head_subgroups, 4u);
+  EXPECT_EQ(lp.head_chunks, 1u);
+  EXPECT_EQ(lp.lanes, 32u * 4);
   // Partial subgroups: one workgroup of the probed lanes, no required size.
   const DecodeTuning pt = choose_decode_tuning(partial_subgroups(), kLlama, 0, {"", "", "", "gpu"});
   EXPECT_EQ(pt.lanes, 16u);
@@ -378,6 +391,16 @@ TEST(Tuning, LimitsAreCheckedBeforeAPlanIsMade) {
         check_decode_limits(tight, s, choose_decode_tuning(tight, s, 1, {"", "", "", "gpu"}));
       },
       ErrorCode::unsupported, {"maxComputeWorkGroupSize[0]", "32"}));
+  // Subgroups per workgroup (lavapipe allows 32 of a required size): the tuning stays within it.
+  DeviceInfo few_subgroups = lavapipe_like();
+  few_subgroups.max_workgroup_subgroups = 8;
+  const DecodeTuning fs = choose_decode_tuning(few_subgroups, s, 1, {"", "", "", "gpu"});
+  EXPECT_LE(fs.lanes / fs.subgroup_lanes, 8u);
+  EXPECT_NO_THROW(check_decode_limits(few_subgroups, s, fs));
+  DecodeTuning too_many = fs;
+  too_many.lanes = 16 * fs.subgroup_lanes;
+  EXPECT_TRUE(throws_error([&] { check_decode_limits(few_subgroups, s, too_many); },
+                           ErrorCode::unsupported, {"maxComputeWorkgroupSubgroups", "16"}));
   // Descriptors.
   DeviceInfo scarce = nvidia_like();
   scarce.max_per_stage_storage_buffers = 4;

@@ -54,6 +54,8 @@ struct DeviceInfo {
   bool compute_full_subgroups = false;
   uint32_t min_subgroup_size = 0;
   uint32_t max_subgroup_size = 0;
+  // Subgroups a workgroup may hold when a subgroup size is required; 0 when not reported.
+  uint32_t max_workgroup_subgroups = 0;
   // Lanes a single-subgroup workgroup really runs with, measured by a probe at context creation.
   // Equals subgroup_size on a correct driver; 0 when subgroup arithmetic is unusable.
   uint32_t subgroup_lanes = 0;
