@@ -80,7 +80,17 @@ void choose_gpu_tuning(const DeviceInfo& device, const DecodeShape& shape,
     t.full_subgroups = device.compute_full_subgroups;
     // Narrow subgroups (lavapipe, Intel SIMD8) join into 32-lane workgroups where full subgroups
     // of the required size are guaranteed; the kernel merges them through shared memory.
-    const uint32_t per_group = t.full_subgroups ? std::max(1u, 32 / t.subgroup_lanes) : 1u;
+    uint32_t per_group = t.full_subgroups ? std::max(1u, 32 / t.subgroup_lanes) : 1u;
+    if (!overrides.key_subgroups.empty()) {
+      const std::string& k = overrides.key_subgroups;
+      per_group = k == "1" ? 1 : k == "2" ? 2 : k == "4" ? 4 : k == "8" ? 8 : 0;
+      if (per_group == 0 || (per_group > 1 && !t.full_subgroups)) {
+        throw Error(ErrorCode::invalid_argument,
+                    "GQAVK_KEY_SUBGROUPS='" + k + "' is not valid (expected 1, 2, 4 or 8" +
+                        (t.full_subgroups ? "" : "; 1 only, the device has no full subgroups") +
+                        ")");
+      }
+    }
     t.lanes = t.subgroup_lanes * per_group;
   } else {
     // One workgroup of the size the context's probe measured as one whole subgroup.
@@ -129,6 +139,7 @@ TuningOverrides overrides_from_env() {
   if (const char* v = std::getenv("GQAVK_REDUCTION")) o.reduction = v;
   if (const char* v = std::getenv("GQAVK_VALUES")) o.values = v;
   if (const char* v = std::getenv("GQAVK_TIER")) o.tier = v;
+  if (const char* v = std::getenv("GQAVK_KEY_SUBGROUPS")) o.key_subgroups = v;
   return o;
 }
 

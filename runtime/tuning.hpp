@@ -41,9 +41,9 @@ struct DecodeTuning {
   uint32_t required_subgroup_size = 0;  // pipeline's required subgroup size, 0 for none
   bool full_subgroups = false;
   uint32_t heads_per_workgroup = 1;  // query heads sharing each K/V read (GPU tier: per subgroup)
-  uint32_t head_subgroups = 1;  // GPU tier: subgroups of a workgroup taking different heads
-  uint32_t head_chunks = 1;     // workgroups per KV head:
-                                // ceil(H/G / (heads_per_workgroup * head_subgroups))
+  uint32_t head_subgroups = 1;       // GPU tier: subgroups of a workgroup taking different heads
+  uint32_t head_chunks = 1;          // workgroups per KV head:
+                                     // ceil(H/G / (heads_per_workgroup * head_subgroups))
   uint32_t keys_per_lane = 1;        // CPU tier: tile = lanes * keys_per_lane keys; GPU tier:
                                      // keys each lane group takes per step
   bool values_by_key = false;        // phase 3: each lane sums its own keys into a whole output row
@@ -57,9 +57,11 @@ struct TuningOverrides {
   std::string values;          // "key" or "texel" (subgroup reduction only)
   std::string tier;            // "cpu" or "gpu"
   uint32_t subgroup_size = 0;  // GPU tier: a subgroup size the device may require; 0: choose
+  std::string key_subgroups;   // GPU tier: subgroups taking different keys, "1" to "8"; "": choose
 };
 
-// Reads GQAVK_KV_LOAD, GQAVK_REDUCTION, GQAVK_VALUES and GQAVK_TIER from the environment.
+// Reads GQAVK_KV_LOAD, GQAVK_REDUCTION, GQAVK_VALUES, GQAVK_TIER and GQAVK_KEY_SUBGROUPS from
+// the environment.
 TuningOverrides overrides_from_env();
 
 // Chooses how to run decode for `shape` on `device`. requested_splits > 0 fixes the split bound.

@@ -361,6 +361,12 @@ TEST_P(EveryWidthGpuTier, MatchesReference) {
     EXPECT_EQ(plan.splits(), splits);
     run_and_check(plan, kv, s.q_heads, q, lengths, default_scale(s.head_dim));
   }
+  // One subgroup of keys, as on 32- and 64-lane GPUs, with the group's heads across subgroups.
+  DecodePlan one = plan_with(ctx, cache, {s.q_heads, std::nullopt, 7},
+                             {{"GQAVK_TIER", "gpu"}, {"GQAVK_KEY_SUBGROUPS", "1"}});
+  EXPECT_EQ(one.impl().tuning.lanes,
+            one.impl().tuning.subgroup_lanes * one.impl().tuning.head_subgroups);
+  run_and_check(one, kv, s.q_heads, q, lengths, default_scale(s.head_dim));
 }
 
 std::vector<GpuCase> gpu_cases() {

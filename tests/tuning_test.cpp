@@ -345,6 +345,18 @@ TEST(Tuning, GpuTierSubgroups) {
   EXPECT_EQ(lp.head_subgroups, 4u);
   EXPECT_EQ(lp.head_chunks, 1u);
   EXPECT_EQ(lp.lanes, 32u * 4);
+  // Key subgroups on request (tests use it to cover one subgroup of keys with several of heads).
+  TuningOverrides one_key{"", "", "", "gpu"};
+  one_key.key_subgroups = "1";
+  const DecodeTuning k1 = choose_decode_tuning(lavapipe_like(), kLlama, 0, one_key);
+  EXPECT_EQ(k1.lanes, 8u * k1.head_subgroups);
+  EXPECT_EQ(k1.head_subgroups, 4u);
+  for (const char* bad : {"0", "3", "16", "two"}) {
+    one_key.key_subgroups = bad;
+    EXPECT_TRUE(throws_error([&] { choose_decode_tuning(lavapipe_like(), kLlama, 0, one_key); },
+                             ErrorCode::invalid_argument,
+                             {std::string("GQAVK_KEY_SUBGROUPS='") + bad + "'", "1, 2, 4 or 8"}));
+  }
   // Partial subgroups: one workgroup of the probed lanes, no required size.
   const DecodeTuning pt = choose_decode_tuning(partial_subgroups(), kLlama, 0, {"", "", "", "gpu"});
   EXPECT_EQ(pt.lanes, 16u);
