@@ -178,7 +178,8 @@ int run_demo(const Options& opt) {
               to_string(dev.type), to_string(dev.vendor),
               gqavk::version_string(dev.api_version).c_str());
   std::printf("driver:     %s %s\n", dev.driver_name.c_str(), dev.driver_info.c_str());
-  std::printf("subgroups:  size %u, %u lanes measured%s\n", dev.subgroup_size, dev.subgroup_lanes,
+  std::printf("subgroups:  size %u, %u lanes %s%s\n", dev.subgroup_size, dev.subgroup_lanes,
+              dev.can_run ? "measured" : "reported (not measured: the device cannot run work)",
               dev.bug_partial_subgroups ? " (driver runs partial subgroups)" : "");
 
   const uint32_t capacity = opt.prompt + opt.steps;
