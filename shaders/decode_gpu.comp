@@ -111,13 +111,17 @@ shared float m_sh[NSGK > 1 ? NSGK * WG_HEADS : 1];
 shared float l_sh[NSGK > 1 ? NSGK * WG_HEADS : 1];
 shared vec4 o_sh[NSGK > 1 ? NSGK * WG_HEADS * VEC : 1];
 
-// Four values of slice v (0 <= v < VEC) of the row whose texel 0 is at `row`.
-vec4 load_slice(uint row, uint v) {
-  if (KV_F16) {
-    const uvec2 w = kv_half_texel(row + ((v >> 1) << GROUP_SHIFT), v & 1u);
-    return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
-  }
-  return uintBitsToFloat(kv_texel(row + (v << GROUP_SHIFT)));
+// The stored words of slice v (0 <= v < VEC) of the row whose texel 0 is at `row`: two (f16) or
+// four (f32). Kept packed until used, so f16 values cost half the registers in flight.
+uvec4 load_slice(uint row, uint v) {
+  if (KV_F16) return uvec4(kv_half_texel(row + ((v >> 1) << GROUP_SHIFT), v & 1u), 0u, 0u);
+  return kv_texel(row + (v << GROUP_SHIFT));
+}
+
+// The four values of a slice load_slice returned.
+vec4 unpack_slice(uvec4 w) {
+  if (KV_F16) return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
+  return uintBitsToFloat(w);
 }
 
 void main() {
@@ -179,7 +183,7 @@ void main() {
       v_at[r] = ((block * 2u * pc.kv_heads + pc.kv_heads + g) << BLOCK_SHIFT) * ROW + in_slab;
     }
     // Every load of the step is issued before the math that uses it.
-    vec4 kx[KEYS * C], vx[KEYS * C];
+    uvec4 kx[KEYS * C], vx[KEYS * C];
     [[unroll]] for (uint r = 0; r < KEYS; ++r) {
       [[unroll]] for (uint i = 0; i < C; ++i) {
         const uint v = min(part + i * T, VEC - 1);
@@ -193,7 +197,7 @@ void main() {
     [[unroll]] for (uint r = 0; r < KEYS; ++r) {
       [[unroll]] for (uint h = 0; h < HEADS; ++h) {
         float d = 0.0;
-        [[unroll]] for (uint i = 0; i < C; ++i) d += dot(q[h * C + i], kx[r * C + i]);
+        [[unroll]] for (uint i = 0; i < C; ++i) d += dot(q[h * C + i], unpack_slice(kx[r * C + i]));
         [[unroll]] for (uint mask = KPS; mask < SG; mask <<= 1) d = xor_add(d, mask);
         s[r * HEADS + h] = d;
       }
@@ -213,7 +217,7 @@ void main() {
       [[unroll]] for (uint r = 0; r < KEYS; ++r) {
         const float p = valid[r] ? exp(s[r * HEADS + h] - m_new) : 0.0;
         sum += p;
-        [[unroll]] for (uint i = 0; i < C; ++i) acc[h * C + i] += p * vx[r * C + i];
+        [[unroll]] for (uint i = 0; i < C; ++i) acc[h * C + i] += p * unpack_slice(vx[r * C + i]);
       }
       l_run[h] = l_run[h] * alpha + sum;
     }
