@@ -56,27 +56,7 @@ const uint C = (VEC + T - 1) / T;  // slices per lane
 const uint VALS = KV_F16 ? 8 : 4;  // values per 16-byte texel
 const uint ROW = HEAD_DIM / VALS;  // texels per K or V row
 layout(constant_id = 9) const uint GROUP_SHIFT = 3;  // log2 of the cache's token group
-// A finite start for running maxima: drivers may assume no infinities. exp(M_START - s) is 0 for
-// any real logit s, so the first key replaces it.
-const float M_START = -1.7014117e38;  // about -FLT_MAX / 2
-
-layout(push_constant) uniform Params {
-  uint q_heads;         // H
-  uint kv_heads;        // G
-  uint group_size;      // H / G
-  uint head_chunks;     // workgroups per KV head along y
-  uint splits;          // workgroups per (sequence, KV head, chunk) along x
-  uint blocks_per_seq;  // row length of the block table
-  float scale;
-  uint capacity;  // tokens a sequence holds: lengths are clamped to it
-} pc;
-
-layout(binding = 1, std430) readonly buffer BlockTable { uint block_table[]; };
-layout(binding = 2, std430) readonly buffer Lengths { uint lengths[]; };
-layout(binding = 3, std430) readonly buffer Query { vec4 q_in[]; };  // [B, H, VEC]
-// DIRECT_OUT: [B, H, VEC]. Otherwise [B, H, splits, VEC], each split normalised by its own sum.
-layout(binding = 4, std430) writeonly buffer Out { vec4 o_out[]; };
-layout(binding = 5, std430) writeonly buffer RowStats { vec2 ml_out[]; };  // [B, H, splits]: (m, l)
+#include "decode_io.glsl"
 
 #if GQAVK_SUBGROUP_OPS
 uint my_lane() { return gl_SubgroupInvocationID; }
@@ -154,9 +134,6 @@ void main() {
     }
   }
 
-  const uint table_row = b * pc.blocks_per_seq;
-  const uint block_mask = (1u << BLOCK_SHIFT) - 1u;
-  const uint group_mask = (1u << GROUP_SHIFT) - 1u;
 
   float m_run[HEADS];  // uniform across the subgroup
   float l_run[HEADS];  // this key group's share of the denominator
@@ -169,18 +146,12 @@ void main() {
 
   for (uint tile = k_begin; tile < k_end; tile += NGROUPS * KEYS) {
     // Addresses of this group's keys; keys past k_end read the last valid row and are masked.
-    // K and V share the cache layout of kv_cache_impl.hpp (groups of min(8, P) tokens).
     uint k_at[KEYS], v_at[KEYS];
     bool valid[KEYS];
     [[unroll]] for (uint r = 0; r < KEYS; ++r) {
       const uint j0 = tile + r * NGROUPS + group;
       valid[r] = j0 < k_end;
-      const uint j = min(j0, k_end - 1);
-      const uint block = block_table[table_row + (j >> BLOCK_SHIFT)];
-      const uint s = j & block_mask;
-      const uint in_slab = ((s >> GROUP_SHIFT) * ROW << GROUP_SHIFT) + (s & group_mask);
-      k_at[r] = ((block * 2u * pc.kv_heads + g) << BLOCK_SHIFT) * ROW + in_slab;
-      v_at[r] = ((block * 2u * pc.kv_heads + pc.kv_heads + g) << BLOCK_SHIFT) * ROW + in_slab;
+      k_at[r] = kv_key_at(b, g, min(j0, k_end - 1), v_at[r]);
     }
     // Every load of the step is issued before the math that uses it.
     uvec4 kx[KEYS * C], vx[KEYS * C];

@@ -53,27 +53,7 @@ const uint ACC = VALUES_BY_KEY ? QV : CHUNKS * HALVES;  // vec4 accumulators per
 layout(constant_id = 9) const uint GROUP_SHIFT = 3;  // log2 of the cache's token group
 const uint BATCH = 8;  // texel fetches issued together
 
-layout(push_constant) uniform Params {
-  uint q_heads;         // H
-  uint kv_heads;        // G
-  uint group_size;      // H / G
-  uint head_chunks;     // workgroups per KV head along y
-  uint splits;          // workgroups per (sequence, KV head, chunk) along x
-  uint blocks_per_seq;  // row length of the block table
-  float scale;
-  uint capacity;  // tokens a sequence holds: lengths are clamped to it
-} pc;
-
-layout(binding = 1, std430) readonly buffer BlockTable { uint block_table[]; };
-layout(binding = 2, std430) readonly buffer Lengths { uint lengths[]; };
-layout(binding = 3, std430) readonly buffer Query { vec4 q_in[]; };  // [B, H, QV]
-// DIRECT_OUT: [B, H, QV]. Otherwise [B, H, splits, QV], each split normalised by its own sum.
-layout(binding = 4, std430) writeonly buffer Out { vec4 o_out[]; };
-layout(binding = 5, std430) writeonly buffer RowStats { vec2 ml_out[]; };  // [B, H, splits]: (m, l)
-
-// A finite start for running maxima: drivers may assume no infinities. exp(M_START - s) is 0 for
-// any real logit s, so the first key replaces it.
-const float M_START = -1.7014117e38;  // about -FLT_MAX / 2
+#include "decode_io.glsl"
 
 #if GQAVK_SUBGROUP_OPS
 float group_max(float x) { return subgroupMax(x); }
@@ -125,9 +105,6 @@ void main() {
     [[unroll]] for (uint i = 0; i < QV; ++i) q[h * QV + i] = q_in[(b * pc.q_heads + head) * QV + i] * w;
   }
 
-  const uint table_row = b * pc.blocks_per_seq;
-  const uint block_mask = (1u << BLOCK_SHIFT) - 1u;
-  const uint group_mask = (1u << GROUP_SHIFT) - 1u;
 
   float m_run[HEADS];
   float l_run[HEADS];  // this lane's share of the softmax denominator
@@ -147,12 +124,7 @@ void main() {
     uint k_at[KEYS_PER_LANE];  // texel 0 of this lane's key r in the K slab
     uint v_at[KEYS_PER_LANE];  // and in the V slab
     [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
-      const uint j = min(tile + r * LANES + lane, k_end - 1);
-      const uint block = block_table[table_row + (j >> BLOCK_SHIFT)];
-      const uint slot = j & block_mask;
-      const uint in_slab = ((slot >> GROUP_SHIFT) * ROW << GROUP_SHIFT) + (slot & group_mask);
-      k_at[r] = ((block * 2u * pc.kv_heads + g) << BLOCK_SHIFT) * ROW + in_slab;
-      v_at[r] = ((block * 2u * pc.kv_heads + pc.kv_heads + g) << BLOCK_SHIFT) * ROW + in_slab;
+      k_at[r] = kv_key_at(b, g, min(tile + r * LANES + lane, k_end - 1), v_at[r]);
       [[unroll]] for (uint h = 0; h < HEADS; ++h) s[r * HEADS + h] = 0.0;
     }
     [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {

@@ -1,7 +1,10 @@
 #version 450
-// Merges the KV splits of decode_split.comp: for each (sequence, query head) row,
+// Merges the KV splits of decode_split.comp or decode_gpu.comp: for each (sequence, query head) row,
 // o = sum_s w_s o_s / sum_s w_s with w_s = l_s * exp(m_s - max_s m_s). Splits that saw no key
 // (l_s == 0) weigh nothing; a row with no key at all yields zeros. Fixed order: deterministic.
+#extension GL_GOOGLE_include_directive : require
+#include "softmax.glsl"
+
 layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint HEAD_DIM = 128;
 const uint QV = HEAD_DIM / 4;
@@ -17,7 +20,7 @@ layout(binding = 2, std430) writeonly buffer Out { vec4 o_out[]; };      // [row
 
 void main() {
   const uint row = gl_WorkGroupID.x;
-  float m = -1.7014117e38;  // about -FLT_MAX / 2: drivers may assume no infinities
+  float m = M_START;
   for (uint s = 0; s < pc.splits; ++s) {
     const vec2 st = ml[row * pc.splits + s];
     if (st.y > 0.0) m = max(m, st.x);
