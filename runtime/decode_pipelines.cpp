@@ -23,22 +23,19 @@ DecodePipelineDescs decode_pipeline_descs(const DecodeShape& shape, const Decode
                  VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,    VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                  VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,    VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
   pd.push_constant_bytes = sizeof(DecodeParams);
+  // constant_id i of both shaders takes entry i; 7, 8 and 10 differ between the tiers.
+  const bool gpu = t.tier == Tier::gpu;
   pd.spec_constants = {t.lanes,
                        shape.head_dim,
                        t.heads_per_workgroup,
                        shape.dtype == DType::f16 ? 1u : 0u,
-                       t.keys_per_lane,
+                       t.keys_per_lane,  // GPU tier: keys per lane group and step
                        shape.block_shift,
                        split ? 0u : 1u,
-                       t.values_by_key ? 1u : 0u};
-  if (t.tier == Tier::gpu) {
-    // decode_gpu.comp: constant 4 is keys per lane group and step, 7 the subgroup's lanes (absent
-    // from the shared-memory variant), 8 the lanes per key.
-    pd.spec_constants[7] = t.subgroup_lanes;
-  }
-  pd.spec_constants.push_back(t.tier == Tier::gpu ? t.lanes_per_key : 0);  // unused by the CPU tier
-  pd.spec_constants.push_back(shape.group_shift);                          // constant 9 in both
-  pd.spec_constants.push_back(t.head_subgroups);  // constant 10: GPU tier only
+                       gpu ? t.subgroup_lanes : (t.values_by_key ? 1u : 0u),
+                       gpu ? t.lanes_per_key : 0u,
+                       shape.group_shift,
+                       gpu ? t.head_subgroups : 0u};
   pd.required_subgroup_size = t.required_subgroup_size;
   pd.full_subgroups = t.full_subgroups;
   if (split) {
@@ -56,13 +53,14 @@ DecodePipelineDescs decode_pipeline_descs(const DecodeShape& shape, const Decode
 uint64_t decode_shared_bytes(const DecodeShape& shape, const DecodeTuning& t) {
   const uint64_t heads = t.heads_per_workgroup;
   if (t.tier == Tier::gpu) {
-    // decode_gpu.comp: xchg[WG] vec4 without subgroup operations; with several subgroups taking
-    // the same heads, their (m, l) per head and a row of head_dim floats per head.
+    // decode_gpu.comp: xchg[WG] vec4 without subgroup operations; m_sh, l_sh and o_sh, one float,
+    // float and vec4 each when no subgroups share heads, else with several subgroups taking the
+    // same heads, their (m, l) per head and a row of head_dim floats per head.
     const uint64_t key_subgroups = t.lanes / t.subgroup_lanes / t.head_subgroups;
     const uint64_t exchange = t.reduction == Reduction::shared ? 16ull * t.lanes : 0;
     const uint64_t merge =
         key_subgroups > 1 ? key_subgroups * heads * t.head_subgroups * (8 + 4ull * shape.head_dim)
-                          : 12;
+                          : 24;
     return exchange + merge;
   }
   // decode_split.comp's shared-memory variant: red_sh[LANES], p_sh[TILE * HEADS], v_at_sh[TILE].

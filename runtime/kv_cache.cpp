@@ -43,11 +43,13 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
   c.group_shift = kv_group_shift(c.ctx->info, c.block_shift);
   if (const char* env = std::getenv("GQAVK_KV_TOKEN_GROUP")) {  // for tests of either layout
     const std::string v = env;
-    const uint32_t shift = v == "1" ? 0 : v == "2" ? 1 : v == "4" ? 2 : v == "8" ? 3 : 99;
-    if (shift == 99) {
+    const uint32_t tokens = parse_power_of_two_to_8(v);
+    if (tokens == 0) {
       throw Error(ErrorCode::invalid_argument,
                   "GQAVK_KV_TOKEN_GROUP='" + v + "' is not valid (expected 1, 2, 4 or 8)");
     }
+    uint32_t shift = 0;
+    while ((1u << shift) < tokens) ++shift;
     c.group_shift = std::min(shift, c.block_shift);
   }
   c.blocks_per_seq = (desc.capacity_tokens + desc.block_tokens - 1) / desc.block_tokens;

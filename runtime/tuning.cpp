@@ -83,7 +83,7 @@ void choose_gpu_tuning(const DeviceInfo& device, const DecodeShape& shape,
     uint32_t per_group = t.full_subgroups ? std::max(1u, 32 / t.subgroup_lanes) : 1u;
     if (!overrides.key_subgroups.empty()) {
       const std::string& k = overrides.key_subgroups;
-      per_group = k == "1" ? 1 : k == "2" ? 2 : k == "4" ? 4 : k == "8" ? 8 : 0;
+      per_group = parse_power_of_two_to_8(k);
       if (per_group == 0 || (per_group > 1 && !t.full_subgroups)) {
         throw Error(ErrorCode::invalid_argument,
                     "GQAVK_KEY_SUBGROUPS='" + k + "' is not valid (expected 1, 2, 4 or 8" +
@@ -148,6 +148,13 @@ uint32_t kv_group_shift(const DeviceInfo& device, uint32_t block_shift) {
 }
 
 const char* to_string(Tier tier) { return tier == Tier::gpu ? "gpu" : "cpu"; }
+
+uint32_t parse_power_of_two_to_8(const std::string& text) {
+  for (uint32_t n : {1u, 2u, 4u, 8u}) {
+    if (text == std::to_string(n)) return n;
+  }
+  return 0;
+}
 
 const char* to_string(LoadPath path) {
   switch (path) {

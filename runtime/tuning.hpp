@@ -78,6 +78,10 @@ uint32_t kv_group_shift(const DeviceInfo& device, uint32_t block_shift);
 // "cpu" or "gpu".
 const char* to_string(Tier tier);
 
+// n for the text "1", "2", "4" or "8" (what GQAVK_KV_TOKEN_GROUP and GQAVK_KEY_SUBGROUPS take);
+// 0 for any other text.
+uint32_t parse_power_of_two_to_8(const std::string& text);
+
 // "texel", "storage" or "image": the name in shader variants and in GQAVK_KV_LOAD.
 const char* to_string(LoadPath path);
 
