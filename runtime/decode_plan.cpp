@@ -42,6 +42,10 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                                                  "to 1024)");
   }
   p.scale = desc.scale ? *desc.scale : 1.0f / std::sqrt(static_cast<float>(kv.head_dim));
+  if (kv.v_head_dim != kv.head_dim || desc.window || desc.softcap || !desc.sinks.empty()) {
+    throw Error(ErrorCode::unsupported,
+                "decode does not yet take windows, softcap, sinks or Dv != Dk");
+  }
 
   const DeviceInfo& dev = p.ctx->info;
   DecodeShape shape{kv.batch,

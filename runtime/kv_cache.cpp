@@ -16,13 +16,22 @@ namespace {
 
 constexpr uint32_t kHeadDims[] = {64, 80, 96, 112, 128, 192, 256};
 
+bool supported_head_dim(uint32_t d) {
+  return std::find(std::begin(kHeadDims), std::end(kHeadDims), d) != std::end(kHeadDims);
+}
+
 void check_desc(const KvCacheDesc& d) {
   const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
   if (d.batch == 0) bad("KV cache batch is 0 (expected at least 1 sequence)");
   if (d.kv_heads == 0) bad("KV cache kv_heads is 0 (expected at least 1)");
-  if (std::find(std::begin(kHeadDims), std::end(kHeadDims), d.head_dim) == std::end(kHeadDims)) {
+  if (!supported_head_dim(d.head_dim)) {
     bad("head_dim " + std::to_string(d.head_dim) +
         " is not supported (expected one of 64, 80, 96, 112, 128, 192, 256)");
+  }
+  if (d.v_head_dim != 0 && d.v_head_dim != d.head_dim &&
+      !(d.head_dim == 192 && d.v_head_dim == 128)) {
+    bad("head dims Dk " + std::to_string(d.head_dim) + " and Dv " + std::to_string(d.v_head_dim) +
+        " are not a supported pair (expected Dv equal to Dk, or Dk 192 with Dv 128)");
   }
   if (d.capacity_tokens == 0) bad("KV cache capacity_tokens is 0 (expected at least 1)");
   if (d.block_tokens == 0 || d.block_tokens > 256 || (d.block_tokens & (d.block_tokens - 1))) {
@@ -39,6 +48,7 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
   Impl& c = *impl_;
   c.ctx = &context.impl();
   c.desc = desc;
+  if (c.desc.v_head_dim == 0) c.desc.v_head_dim = desc.head_dim;
   while ((1u << c.block_shift) < desc.block_tokens) ++c.block_shift;
   c.group_shift = kv_group_shift(c.ctx->info, c.block_shift);
   if (const char* env = std::getenv("GQAVK_KV_TOKEN_GROUP")) {  // for tests of either layout
@@ -53,21 +63,22 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
     c.group_shift = std::min(shift, c.block_shift);
   }
   c.blocks_per_seq = (desc.capacity_tokens + desc.block_tokens - 1) / desc.block_tokens;
-  c.row_bytes = uint64_t{desc.head_dim} * dtype_bytes(desc.dtype);
-  c.block_bytes = 2ull * desc.kv_heads * desc.block_tokens * c.row_bytes;
+  c.k_row_bytes = uint64_t{desc.head_dim} * dtype_bytes(desc.dtype);
+  c.v_row_bytes = uint64_t{c.desc.v_head_dim} * dtype_bytes(desc.dtype);
+  c.block_bytes = uint64_t{desc.kv_heads} * desc.block_tokens * (c.k_row_bytes + c.v_row_bytes);
   const uint64_t pool_bytes = c.block_bytes * c.blocks_per_seq * desc.batch;
 
   const DeviceInfo& dev = c.ctx->info;
   const uint64_t limit =
       std::max(max_binding_bytes(dev, LoadPath::texel), max_binding_bytes(dev, LoadPath::storage));
   if (pool_bytes > limit) {
-    throw Error(ErrorCode::unsupported,
-                "KV cache of " + std::to_string(desc.batch) + " x " +
-                    std::to_string(desc.kv_heads) + " heads x " +
-                    std::to_string(desc.capacity_tokens) + " tokens x " +
-                    std::to_string(desc.head_dim) + " " + to_string(desc.dtype) + " needs " +
-                    std::to_string(pool_bytes) + " bytes; " + dev.name + " binds at most " +
-                    std::to_string(limit) + " bytes (reduce batch or capacity_tokens)");
+    throw Error(
+        ErrorCode::unsupported,
+        "KV cache of " + std::to_string(desc.batch) + " x " + std::to_string(desc.kv_heads) +
+            " heads x " + std::to_string(desc.capacity_tokens) + " tokens x " +
+            std::to_string(desc.head_dim) + "+" + std::to_string(c.desc.v_head_dim) + " " +
+            to_string(desc.dtype) + " needs " + std::to_string(pool_bytes) + " bytes; " + dev.name +
+            " binds at most " + std::to_string(limit) + " bytes (reduce batch or capacity_tokens)");
   }
   c.pool = c.ctx->make_buffer(BufferKind::device_local, pool_bytes, "KV pool");
   if (pool_bytes <= max_binding_bytes(dev, LoadPath::texel)) {
@@ -131,12 +142,14 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
     bad("tokens [" + std::to_string(first) + ", " + std::to_string(uint64_t{first} + n) +
         ") exceed the cache capacity of " + std::to_string(d.capacity_tokens) + " tokens");
   }
-  const uint64_t want = uint64_t{d.kv_heads} * n * d.head_dim;
-  if (k.size() != want || v.size() != want) {
-    bad("k and v must hold kv_heads * n_tokens * head_dim = " + std::to_string(want) +
-        " values each ([G, n, D] = [" + std::to_string(d.kv_heads) + ", " + std::to_string(n) +
-        ", " + std::to_string(d.head_dim) + "]); got k " + std::to_string(k.size()) + " and v " +
-        std::to_string(v.size()));
+  const uint64_t want_k = uint64_t{d.kv_heads} * n * d.head_dim;
+  const uint64_t want_v = uint64_t{d.kv_heads} * n * d.v_head_dim;
+  if (k.size() != want_k || v.size() != want_v) {
+    const std::string gn = "[" + std::to_string(d.kv_heads) + ", " + std::to_string(n) + ", ";
+    bad("k must hold kv_heads * n_tokens * head_dim = " + std::to_string(want_k) + " values (" +
+        gn + std::to_string(d.head_dim) + "]) and v kv_heads * n_tokens * v_head_dim = " +
+        std::to_string(want_v) + " (" + gn + std::to_string(d.v_head_dim) + "]); got k " +
+        std::to_string(k.size()) + " and v " + std::to_string(v.size()));
   }
 
   // A finite float that f16 cannot hold would be stored as infinity: refuse it, naming where it is.
@@ -146,10 +159,11 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
         for (size_t i = 0; i < values.size(); ++i) {
           const float x = values[i];
           if (overflows_half(x)) {
-            const size_t row = i / d.head_dim;
+            const uint32_t dim = name[0] == 'k' ? d.head_dim : d.v_head_dim;
+            const size_t row = i / dim;
             bad(std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(x) +
                 " (KV head " + std::to_string(row / n) + ", token " +
-                std::to_string(first + row % n) + ", dim " + std::to_string(i % d.head_dim) +
+                std::to_string(first + row % n) + ", dim " + std::to_string(i % dim) +
                 ") overflows f16 storage (expected |value| < 65520, which rounds to at most 65504, "
                 "the largest finite f16)");
           }
@@ -175,9 +189,8 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
 
   // Pack runs into staging in the slab's layout and copy them in batches.
   const uint64_t texel_bytes = 16;
-  const uint32_t row_texels = static_cast<uint32_t>(c.row_bytes / texel_bytes);
   const size_t texel_values = texel_bytes / dtype_bytes(d.dtype);
-  Buffer& stage = c.ctx->staging_for(2 * want * dtype_bytes(d.dtype));
+  Buffer& stage = c.ctx->staging_for((want_k + want_v) * dtype_bytes(d.dtype));
   auto* base = static_cast<uint8_t*>(stage.mapped());
   const uint32_t group = 1u << c.group_shift;
   std::vector<VkBufferCopy> regions;
@@ -197,9 +210,12 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
     used = 0;
   };
   for (const Run& r : runs) {
-    const uint64_t bytes = r.rows * c.row_bytes;  // one run fits: staging holds >= one block
+    const uint64_t row_bytes = r.v ? c.v_row_bytes : c.k_row_bytes;
+    const uint32_t dim = r.v ? d.v_head_dim : d.head_dim;
+    const uint32_t row_texels = static_cast<uint32_t>(row_bytes / texel_bytes);
+    const uint64_t bytes = r.rows * row_bytes;  // one run fits: staging holds >= one block
     if (used + bytes > stage.bytes()) flush();
-    const T* src = (r.v ? v.data() : k.data()) + r.src_row * d.head_dim;
+    const T* src = (r.v ? v.data() : k.data()) + r.src_row * dim;
     // Per token group, texel-column-major (see kv_cache_impl.hpp). Staging mirrors the slab.
     uint64_t at = used;
     for (uint32_t t0 = r.slot; t0 < r.slot + r.rows;) {
@@ -209,7 +225,7 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
           r.slab + uint64_t{t0 >> c.group_shift} * row_texels * group * texel_bytes;
       for (uint32_t t = 0; t < row_texels; ++t) {
         for (uint32_t i = 0; i < n_in; ++i) {
-          store_values(src + size_t{t0 - r.slot + i} * d.head_dim + t * texel_values, texel_values,
+          store_values(src + size_t{t0 - r.slot + i} * dim + t * texel_values, texel_values,
                        d.dtype, base + at + (uint64_t{t} * n_in + i) * texel_bytes);
         }
       }

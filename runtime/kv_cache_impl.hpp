@@ -15,19 +15,24 @@ struct KvCache::Impl {
   uint32_t block_shift = 0;     // log2(desc.block_tokens)
   uint32_t group_shift = 0;     // log2(KG): kv_group_shift() of the device (tuning.hpp)
   uint32_t blocks_per_seq = 0;  // ceil(capacity / block_tokens)
-  uint64_t row_bytes = 0;       // one token of one head: head_dim * dtype bytes
-  uint64_t block_bytes = 0;     // 2 * kv_heads * block_tokens * row_bytes
+  uint64_t k_row_bytes = 0;     // one token of one head's K: head_dim * dtype bytes
+  uint64_t v_row_bytes = 0;     // and of V: v_head_dim * dtype bytes
+  uint64_t block_bytes = 0;     // kv_heads * block_tokens * (k_row_bytes + v_row_bytes)
   Buffer pool;
   std::optional<TexelView> texel_view;  // when the pool fits maxTexelBufferElements
   Buffer block_table;                   // [batch, blocks_per_seq] physical block ids
 
-  // A block holds, for each KV head g, a K slab then (after all heads' K) a V slab, each P tokens x
-  // D values. K and V slabs share one layout: groups of KG tokens (8 or 1, see kv_group_shift),
-  // each texel-column-major: the 16-byte texel c of token t sits at ((t / KG) * row_texels + c) *
-  // KG + t % KG texels, so kernel lanes holding consecutive keys read consecutive texels and a
-  // lane-vector's walk over a row streams through memory.
+  // A block holds, for each KV head g, a K slab of P tokens x Dk values, then (after all heads' K)
+  // for each head a V slab of P tokens x Dv values. K and V slabs share one layout: groups of KG
+  // tokens (8 or 1, see kv_group_shift), each texel-column-major: the 16-byte texel c of token t
+  // sits at ((t / KG) * row_texels + c) * KG + t % KG texels, so kernel lanes holding consecutive
+  // keys read consecutive texels and a lane-vector's walk over a row streams through memory.
+  // shaders/kv_layout.glsl computes the same addresses.
   uint64_t slab_offset(uint32_t block, uint32_t g, bool v) const {
-    return block * block_bytes + (uint64_t{v} * desc.kv_heads + g) * desc.block_tokens * row_bytes;
+    const uint64_t p = desc.block_tokens;
+    const uint64_t in_block =
+        v ? p * (desc.kv_heads * k_row_bytes + g * v_row_bytes) : p * g * k_row_bytes;
+    return block * block_bytes + in_block;
   }
 };
 

@@ -55,6 +55,7 @@ const uint VEC = HEAD_DIM / 4;     // 4-value slices per row
 const uint C = (VEC + T - 1) / T;  // slices per lane
 const uint VALS = KV_F16 ? 8 : 4;  // values per 16-byte texel
 const uint ROW = HEAD_DIM / VALS;  // texels per K or V row
+const uint ROW_K = ROW, ROW_V = ROW;
 layout(constant_id = 9) const uint GROUP_SHIFT = 3;  // log2 of the cache's token group
 #include "decode_io.glsl"
 

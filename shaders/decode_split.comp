@@ -46,6 +46,7 @@ const uint LANES = gl_WorkGroupSize.x;
 const uint VALS = KV_F16 ? 8 : 4;  // values per texel
 const uint HALVES = VALS / 4;      // vec4s per texel
 const uint ROW = HEAD_DIM / VALS;  // texels per K or V row
+const uint ROW_K = ROW, ROW_V = ROW;
 const uint QV = HEAD_DIM / 4;      // vec4s per query row
 const uint TILE = LANES * KEYS_PER_LANE;
 const uint CHUNKS = (ROW + LANES - 1) / LANES;  // V texels per lane when lanes own texels

@@ -54,12 +54,12 @@ void round_to_f16(std::span<float> values) {
 
 namespace {
 
-std::vector<float> slice(const KvHost& kv, const std::vector<float>& src, uint32_t b,
+std::vector<float> slice(const KvHost& kv, const std::vector<float>& src, uint32_t dim, uint32_t b,
                          uint32_t first, uint32_t n) {
-  std::vector<float> out(size_t{kv.kv_heads} * n * kv.head_dim);
+  std::vector<float> out(size_t{kv.kv_heads} * n * dim);
   for (uint32_t g = 0; g < kv.kv_heads; ++g) {
-    const float* from = src.data() + kv.offset(b, g, first);
-    std::copy(from, from + size_t{n} * kv.head_dim, out.begin() + size_t{g} * n * kv.head_dim);
+    const float* from = src.data() + ((size_t{b} * kv.kv_heads + g) * kv.capacity + first) * dim;
+    std::copy(from, from + size_t{n} * dim, out.begin() + size_t{g} * n * dim);
   }
   return out;
 }
@@ -67,11 +67,11 @@ std::vector<float> slice(const KvHost& kv, const std::vector<float>& src, uint32
 }  // namespace
 
 std::vector<float> KvHost::slice_k(uint32_t b, uint32_t first, uint32_t n) const {
-  return slice(*this, k, b, first, n);
+  return slice(*this, k, head_dim, b, first, n);
 }
 
 std::vector<float> KvHost::slice_v(uint32_t b, uint32_t first, uint32_t n) const {
-  return slice(*this, v, b, first, n);
+  return slice(*this, v, v_head_dim, b, first, n);
 }
 
 KvHost random_kv(const KvCacheDesc& desc, uint32_t seed, float lo, float hi) {
@@ -79,10 +79,11 @@ KvHost random_kv(const KvCacheDesc& desc, uint32_t seed, float lo, float hi) {
   kv.batch = desc.batch;
   kv.kv_heads = desc.kv_heads;
   kv.head_dim = desc.head_dim;
+  kv.v_head_dim = desc.v_head_dim ? desc.v_head_dim : desc.head_dim;
   kv.capacity = desc.capacity_tokens;
-  const size_t n = size_t{desc.batch} * desc.kv_heads * desc.capacity_tokens * desc.head_dim;
-  kv.k = random_values(n, seed, lo, hi);
-  kv.v = random_values(n, seed + 1000, lo, hi);
+  const size_t rows = size_t{desc.batch} * desc.kv_heads * desc.capacity_tokens;
+  kv.k = random_values(rows * kv.head_dim, seed, lo, hi);
+  kv.v = random_values(rows * kv.v_head_dim, seed + 1000, lo, hi);
   if (desc.dtype == DType::f16) {
     round_to_f16(kv.k);
     round_to_f16(kv.v);

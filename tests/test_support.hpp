@@ -42,15 +42,22 @@ std::vector<float> random_integers(size_t n, uint32_t seed, int lo, int hi);
 void round_to_f16(std::span<float> values);
 
 // K and V of every sequence on the host, in the reference layout: sequence b, KV head g, token t
-// at ((b * G + g) * capacity + t) * D. Values past a sequence's length are part of it too.
+// at ((b * G + g) * capacity + t) * Dk (V: Dv). Values past a sequence's length are part of it too.
 struct KvHost {
-  uint32_t batch = 0, kv_heads = 0, head_dim = 0, capacity = 0;
+  uint32_t batch = 0, kv_heads = 0, head_dim = 0, v_head_dim = 0, capacity = 0;
   std::vector<float> k, v;
 
-  // Offset of token t of KV head g of sequence b.
+  // Offset in k of token t of KV head g of sequence b (in v when Dv == Dk).
   size_t offset(uint32_t b, uint32_t g, uint32_t t) const {
     return ((size_t{b} * kv_heads + g) * capacity + t) * head_dim;
   }
+  // Offset in v of token t of KV head g of sequence b.
+  size_t v_offset(uint32_t b, uint32_t g, uint32_t t) const {
+    return ((size_t{b} * kv_heads + g) * capacity + t) * v_head_dim;
+  }
+  // Sequence b's K and V, as ref::attention takes them.
+  const float* k_of(uint32_t b) const { return k.data() + offset(b, 0, 0); }
+  const float* v_of(uint32_t b) const { return v.data() + v_offset(b, 0, 0); }
   // Tokens [first, first + n) of sequence b as [G, n, D], the layout KvCache::write takes.
   std::vector<float> slice_k(uint32_t b, uint32_t first, uint32_t n) const;
   std::vector<float> slice_v(uint32_t b, uint32_t first, uint32_t n) const;

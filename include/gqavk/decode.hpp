@@ -7,6 +7,8 @@
 #include <span>
 #include <vector>
 
+#include "gqavk/attention.hpp"
+
 namespace gqavk {
 
 class Context;
@@ -14,10 +16,14 @@ class KvCache;
 
 struct DecodeDesc {
   uint32_t q_heads = 0;        // H; must be a multiple of the cache's kv_heads G
-  std::optional<float> scale;  // softmax scale; default 1/sqrt(D)
+  std::optional<float> scale;  // softmax scale; default 1/sqrt(Dk)
   // Upper bound on KV splits per (sequence, KV head), fixed for the plan's life. 0 picks one from
-  // the cache capacity and the device's compute units; 1 turns split-K off.
+  // the cache capacity (or the window) and the device's compute units; 1 turns split-K off.
   uint32_t max_splits = 0;
+  // The query sits at position lengths[b] - 1: a window W reads only the last W keys.
+  uint32_t window = 0;           // AttentionOptions::window
+  std::optional<float> softcap;  // AttentionOptions::softcap
+  std::vector<float> sinks;      // AttentionOptions::sinks: empty or [H]
 };
 
 // Chooses pipeline variants and the split count once for a cache and head count; run() then
@@ -32,8 +38,8 @@ class DecodePlan {
   DecodePlan(const DecodePlan&) = delete;
   DecodePlan& operator=(const DecodePlan&) = delete;
 
-  // Runs attention of q [B, H, D] (f32, C order) over the first lengths[b] cached tokens of each
-  // sequence b (1 <= lengths[b] <= capacity) and writes out [B, H, D] (f32). Blocks until done.
+  // Runs attention of q [B, H, Dk] (f32, C order) over the first lengths[b] cached tokens of each
+  // sequence b (1 <= lengths[b] <= capacity) and writes out [B, H, Dv] (f32). Blocks until done.
   void run(std::span<const float> q, std::span<const uint32_t> lengths, std::span<float> out);
   // Convenience form that returns the output.
   std::vector<float> run(std::span<const float> q, std::span<const uint32_t> lengths);
