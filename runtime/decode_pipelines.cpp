@@ -1,5 +1,6 @@
 #include "decode_pipelines.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include "decode_params.hpp"
@@ -19,9 +20,9 @@ DecodePipelineDescs decode_pipeline_descs(const DecodeShape& shape, const Decode
   }
   pd.shader = std::string(t.tier == Tier::gpu ? "decode_gpu_" : "decode_split_") +
               to_string(t.load_path) + (subgroup ? "_subgroup" : "_shared");
-  pd.bindings = {kv_pool_descriptor_type(t.load_path), VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,    VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                 VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,    VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
+  // The pool, then block table, lengths, query, output, split stats and sinks.
+  pd.bindings = {kv_pool_descriptor_type(t.load_path)};
+  pd.bindings.resize(7, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER);
   pd.push_constant_bytes = sizeof(DecodeParams);
   // constant_id i of both shaders takes entry i; 7, 8 and 10 differ between the tiers.
   const bool gpu = t.tier == Tier::gpu;
@@ -35,16 +36,16 @@ DecodePipelineDescs decode_pipeline_descs(const DecodeShape& shape, const Decode
                        gpu ? t.subgroup_lanes : (t.values_by_key ? 1u : 0u),
                        gpu ? t.lanes_per_key : 0u,
                        shape.group_shift,
-                       gpu ? t.head_subgroups : 0u};
+                       gpu ? t.head_subgroups : 0u,
+                       shape.dv()};
   pd.required_subgroup_size = t.required_subgroup_size;
   pd.full_subgroups = t.full_subgroups;
   if (split) {
     PipelineDesc md;
     md.shader = "merge_splits";
-    md.bindings = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                   VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
+    md.bindings.assign(4, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER);  // partial, stats, output, sinks
     md.push_constant_bytes = sizeof(MergeParams);
-    md.spec_constants = {shape.head_dim};
+    md.spec_constants = {shape.dv()};
     out.merge = md;
   }
   return out;
@@ -55,12 +56,11 @@ uint64_t decode_shared_bytes(const DecodeShape& shape, const DecodeTuning& t) {
   if (t.tier == Tier::gpu) {
     // decode_gpu.comp: xchg[WG] vec4 without subgroup operations; m_sh, l_sh and o_sh, one float,
     // float and vec4 each when no subgroups share heads, else with several subgroups taking the
-    // same heads, their (m, l) per head and a row of head_dim floats per head.
+    // same heads, their (m, l) per head and an output row of Dv floats per head.
     const uint64_t key_subgroups = t.lanes / t.subgroup_lanes / t.head_subgroups;
     const uint64_t exchange = t.reduction == Reduction::shared ? 16ull * t.lanes : 0;
     const uint64_t merge =
-        key_subgroups > 1 ? key_subgroups * heads * t.head_subgroups * (8 + 4ull * shape.head_dim)
-                          : 24;
+        key_subgroups > 1 ? key_subgroups * heads * t.head_subgroups * (8 + 4ull * shape.dv()) : 24;
     return exchange + merge;
   }
   // decode_split.comp's shared-memory variant: red_sh[LANES], p_sh[TILE * HEADS], v_at_sh[TILE].
@@ -76,15 +76,15 @@ void check_decode_limits(const DeviceInfo& device, const DecodeShape& shape,
                                             device.name + "'s " + limit + " is " +
                                             std::to_string(have));
   };
-  // Bindings: the pool (a storage buffer on the storage path) and five storage buffers.
-  const uint32_t storage_buffers = t.load_path == LoadPath::storage ? 6 : 5;
+  // Bindings: the pool (a storage buffer on the storage path) and six storage buffers.
+  const uint32_t storage_buffers = t.load_path == LoadPath::storage ? 7 : 6;
   if (device.max_per_stage_storage_buffers &&
       storage_buffers > device.max_per_stage_storage_buffers) {
     over("the decode kernel's storage-buffer descriptors", storage_buffers,
          "maxPerStageDescriptorStorageBuffers", device.max_per_stage_storage_buffers);
   }
   const uint64_t rows = uint64_t{shape.batch} * shape.q_heads;
-  const uint64_t row_bytes = uint64_t{shape.head_dim} * 4;
+  const uint64_t row_bytes = uint64_t{std::max(shape.head_dim, shape.dv())} * 4;
   const uint64_t split_rows_bytes = rows * t.max_splits * row_bytes;
   if (t.max_splits > 1 && split_rows_bytes > device.max_storage_buffer_range) {
     over("the split outputs of " + std::to_string(t.max_splits) + " splits (bytes)",

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -12,6 +13,32 @@ namespace gqavk {
 namespace {
 
 uint64_t align16(uint64_t x) { return (x + 15) & ~uint64_t{15}; }
+
+// A float as an error message shows it: "-1", "0.5", "nan", "inf".
+std::string show(float x) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", static_cast<double>(x));
+  return text;
+}
+
+// Throws invalid_argument for options DecodeDesc cannot take (window needs no check: any W >= 1
+// is a window, 0 none).
+void check_options(const DecodeDesc& desc) {
+  const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
+  if (desc.softcap && !(std::isfinite(*desc.softcap) && *desc.softcap > 0)) {
+    bad("softcap " + show(*desc.softcap) + " is not valid (expected a finite value > 0)");
+  }
+  if (!desc.sinks.empty() && desc.sinks.size() != desc.q_heads) {
+    bad("sinks has " + std::to_string(desc.sinks.size()) +
+        " values; expected one per query head (" + std::to_string(desc.q_heads) + ") or none");
+  }
+  for (size_t h = 0; h < desc.sinks.size(); ++h) {
+    if (!std::isfinite(desc.sinks[h])) {
+      bad("sinks[" + std::to_string(h) + "] = " + show(desc.sinks[h]) +
+          " is not finite (expected a finite logit per query head)");
+    }
+  }
+}
 
 }  // namespace
 
@@ -42,10 +69,11 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                                                  "to 1024)");
   }
   p.scale = desc.scale ? *desc.scale : 1.0f / std::sqrt(static_cast<float>(kv.head_dim));
-  if (kv.v_head_dim != kv.head_dim || desc.window || desc.softcap || !desc.sinks.empty()) {
-    throw Error(ErrorCode::unsupported,
-                "decode does not yet take windows, softcap, sinks or Dv != Dk");
-  }
+  check_options(desc);
+  p.v_head_dim = kv.v_head_dim;
+  p.window = desc.window;
+  p.softcap = desc.softcap.value_or(0.0f);
+  p.has_sinks = !desc.sinks.empty();
 
   const DeviceInfo& dev = p.ctx->info;
   DecodeShape shape{kv.batch,
@@ -56,7 +84,9 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                     kv.capacity_tokens,
                     p.cache->pool.bytes(),
                     p.cache->block_shift,
-                    p.cache->group_shift};
+                    p.cache->group_shift,
+                    kv.v_head_dim,
+                    desc.window};
   p.tuning = choose_decode_tuning(dev, shape, desc.max_splits, overrides_from_env());
   const DecodeTuning& t = p.tuning;
   if (uses_texel_view(t.load_path) && !p.cache->texel_view) {
@@ -68,10 +98,18 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
   p.decode = p.ctx->shared_pipeline(descs.decode);
 
   const uint64_t rows = uint64_t{kv.batch} * desc.q_heads;
-  const uint64_t row_bytes = uint64_t{kv.head_dim} * sizeof(float);
-  p.q = p.ctx->make_buffer(BufferKind::device_local, rows * row_bytes, "query");
+  const uint64_t q_row_bytes = uint64_t{kv.head_dim} * sizeof(float);
+  const uint64_t row_bytes = uint64_t{kv.v_head_dim} * sizeof(float);  // output rows
+  p.q = p.ctx->make_buffer(BufferKind::device_local, rows * q_row_bytes, "query");
   p.lengths = p.ctx->make_buffer(BufferKind::device_local, kv.batch * 4ull, "lengths");
   p.out = p.ctx->make_buffer(BufferKind::device_local, rows * row_bytes, "output");
+  if (p.has_sinks) {
+    p.sinks =
+        p.ctx->make_buffer(BufferKind::device_local, desc.sinks.size() * sizeof(float), "sinks");
+    p.ctx->upload(p.sinks, 0, desc.sinks.data(), desc.sinks.size() * sizeof(float));
+  } else {
+    p.sinks = p.ctx->make_buffer(BufferKind::device_local, 16, "sinks (unused)");
+  }
   if (split) {
     p.partial = p.ctx->make_buffer(BufferKind::device_local, rows * t.max_splits * row_bytes,
                                    "split outputs");
@@ -91,11 +129,13 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                                 {p.lengths.handle()},
                                 {p.q.handle()},
                                 {split ? p.partial.handle() : p.out.handle()},
-                                {p.stats.handle()}});
+                                {p.stats.handle()},
+                                {p.sinks.handle()}});
   if (split) {
     p.merge = p.ctx->shared_pipeline(*descs.merge);
-    p.merge_set = DescriptorSet(p.ctx->device, *p.merge,
-                                {{p.partial.handle()}, {p.stats.handle()}, {p.out.handle()}});
+    p.merge_set = DescriptorSet(
+        p.ctx->device, *p.merge,
+        {{p.partial.handle()}, {p.stats.handle()}, {p.out.handle()}, {p.sinks.handle()}});
   }
   p.timestamps =
       TimestampQueries(p.ctx->device, 2, dev.timestamp_period_ns, dev.timestamp_valid_bits);
@@ -118,12 +158,15 @@ void DecodePlan::Impl::record_attention(VkCommandBuffer cmd) const {
                             tuning.max_splits,
                             cache->blocks_per_seq,
                             scale,
-                            cache->desc.capacity_tokens};
+                            cache->desc.capacity_tokens,
+                            window,
+                            softcap,
+                            has_sinks ? 1u : 0u};
   record_dispatch(cmd, *decode, decode_set.handle(), push_bytes(params), tuning.max_splits,
                   kv_heads * tuning.head_chunks, batch);
   if (tuning.max_splits > 1) {
     compute_barrier(cmd);
-    const MergeParams mp{batch * q_heads, tuning.max_splits};
+    const MergeParams mp{batch * q_heads, tuning.max_splits, q_heads, has_sinks ? 1u : 0u};
     record_dispatch(cmd, *merge, merge_set.handle(), push_bytes(mp), batch * q_heads);
   }
   timestamps.write(cmd, 1);
@@ -132,16 +175,20 @@ void DecodePlan::Impl::record_attention(VkCommandBuffer cmd) const {
 void DecodePlan::Impl::check_run(size_t q_size, std::span<const uint32_t> lens,
                                  size_t out_size) const {
   const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
-  const uint64_t want = uint64_t{batch} * q_heads * head_dim;
-  const std::string shape = "[B, H, D] = [" + std::to_string(batch) + ", " +
-                            std::to_string(q_heads) + ", " + std::to_string(head_dim) + "]";
-  if (q_size != want) {
-    bad("q has " + std::to_string(q_size) + " values; expected " + std::to_string(want) + " " +
-        shape);
+  const auto shape = [&](const char* d, uint32_t dim) {
+    return std::string(" [B, H, ") + d + "] = [" + std::to_string(batch) + ", " +
+           std::to_string(q_heads) + ", " + std::to_string(dim) + "]";
+  };
+  const uint64_t want_q = uint64_t{batch} * q_heads * head_dim;
+  const uint64_t want_out = uint64_t{batch} * q_heads * v_head_dim;
+  const bool same = head_dim == v_head_dim;
+  if (q_size != want_q) {
+    bad("q has " + std::to_string(q_size) + " values; expected " + std::to_string(want_q) +
+        shape(same ? "D" : "Dk", head_dim));
   }
-  if (out_size != want) {
+  if (out_size != want_out) {
     bad("out has room for " + std::to_string(out_size) + " values; expected " +
-        std::to_string(want) + " " + shape);
+        std::to_string(want_out) + shape(same ? "D" : "Dv", v_head_dim));
   }
   if (lens.size() != batch) {
     bad("lengths has " + std::to_string(lens.size()) + " entries; expected one per sequence (" +
@@ -201,7 +248,7 @@ void DecodePlan::run(std::span<const float> q, std::span<const uint32_t> lengths
 }
 
 std::vector<float> DecodePlan::run(std::span<const float> q, std::span<const uint32_t> lengths) {
-  std::vector<float> out(uint64_t{impl_->batch} * impl_->q_heads * impl_->head_dim);
+  std::vector<float> out(uint64_t{impl_->batch} * impl_->q_heads * impl_->v_head_dim);
   run(q, lengths, out);
   return out;
 }

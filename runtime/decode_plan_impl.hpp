@@ -16,13 +16,16 @@ namespace gqavk {
 struct DecodePlan::Impl {
   Context::Impl* ctx = nullptr;
   const KvCache::Impl* cache = nullptr;
-  uint32_t batch = 0, q_heads = 0, kv_heads = 0, head_dim = 0;
+  uint32_t batch = 0, q_heads = 0, kv_heads = 0, head_dim = 0, v_head_dim = 0;
   float scale = 0;
+  uint32_t window = 0;  // 0: none
+  float softcap = 0;    // 0: none
+  bool has_sinks = false;
   DecodeTuning tuning;
 
   std::shared_ptr<const ComputePipeline> decode;
-  std::shared_ptr<const ComputePipeline> merge;  // only when tuning.max_splits > 1
-  Buffer q, lengths, out, partial, stats;
+  std::shared_ptr<const ComputePipeline> merge;   // only when tuning.max_splits > 1
+  Buffer q, lengths, out, partial, stats, sinks;  // sinks: [H] f32, or 16 unused bytes
   DescriptorSet decode_set, merge_set;
   TimestampQueries timestamps;
   double last_gpu_ns = 0;

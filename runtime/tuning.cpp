@@ -37,11 +37,12 @@ uint32_t pow2_ceil(uint32_t x) {
 bool is_pow2(uint32_t x) { return x && !(x & (x - 1)); }
 
 // Splits: enough workgroups to fill the device twice over, each split at least two steps of
-// `tile` keys; requested_splits > 0 fixes the bound.
+// `tile` keys of those a query sees (the window's, when shorter than the capacity);
+// requested_splits > 0 fixes the bound.
 uint32_t choose_splits(const DeviceInfo& device, const DecodeShape& shape, const DecodeTuning& t,
                        uint32_t tile, uint32_t requested_splits) {
   if (requested_splits > 0) return requested_splits;
-  const uint32_t max_useful = std::max(1u, ceil_div(shape.capacity_tokens, 2ull * tile));
+  const uint32_t max_useful = std::max(1u, ceil_div(shape.visible_tokens(), 2ull * tile));
   const uint64_t groups = uint64_t{shape.batch} * shape.kv_heads * t.head_chunks;
   const uint32_t want = ceil_div(2ull * std::max(1u, device.compute_units), groups);
   return std::clamp(want, 1u, std::min(max_useful, kMaxSplits));
@@ -96,7 +97,8 @@ void choose_gpu_tuning(const DeviceInfo& device, const DecodeShape& shape,
     // One workgroup of the size the context's probe measured as one whole subgroup.
     t.subgroup_lanes = t.lanes = device.subgroup_lanes;
   }
-  const uint32_t slices = shape.head_dim / 4;
+  // Lanes per key from the wider of the K and V rows; a lane holds per_lane slices of each.
+  const uint32_t slices = std::max(shape.head_dim, shape.dv()) / 4;
   t.lanes_per_key = std::min(pow2_ceil(slices), t.subgroup_lanes);
   const uint32_t per_lane = ceil_div(slices, t.lanes_per_key);
   const uint32_t group = shape.q_heads / shape.kv_heads;
@@ -279,12 +281,13 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
 
   // Keys per lane: the largest tile whose unrolled phases stay within the budget.
   const uint32_t vals = shape.dtype == DType::f16 ? 8 : 4;
-  const uint32_t chunks = ceil_div(shape.head_dim / vals, t.lanes);
+  const uint32_t chunks = ceil_div(shape.dv() / vals, t.lanes);
   t.keys_per_lane = 1;
   for (uint32_t k = kMaxKeysPerLane; k >= 1; k /= 2) {
     const uint64_t scores = uint64_t{k} * shape.head_dim * t.heads_per_workgroup;
-    const uint64_t values =
-        t.values_by_key ? scores : uint64_t{k} * t.lanes * chunks * vals * t.heads_per_workgroup;
+    const uint64_t values = t.values_by_key
+                                ? uint64_t{k} * shape.dv() * t.heads_per_workgroup
+                                : uint64_t{k} * t.lanes * chunks * vals * t.heads_per_workgroup;
     if (scores <= kTileFmaBudget && values <= 2 * kTileFmaBudget) {
       t.keys_per_lane = k;
       break;

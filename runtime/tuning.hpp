@@ -29,6 +29,15 @@ struct DecodeShape {
   uint64_t pool_bytes = 0;   // bytes of the KV pool binding
   uint32_t block_shift = 4;  // log2 of the cache's tokens per block
   uint32_t group_shift = 3;  // log2 of the cache's token group (kv_group_shift)
+  uint32_t v_head_dim = 0;   // Dv; 0: the same as head_dim (Dk)
+  uint32_t window = 0;       // sliding window in tokens; 0: none
+
+  // Dv, the head dim of V and the output.
+  uint32_t dv() const { return v_head_dim ? v_head_dim : head_dim; }
+  // Keys a query can see at most: the capacity, or the window when it is shorter.
+  uint32_t visible_tokens() const {
+    return window && window < capacity_tokens ? window : capacity_tokens;
+  }
 };
 
 struct DecodeTuning {

@@ -3,8 +3,9 @@
 // One workgroup = one (sequence b, KV head g, chunk of HEADS query heads, KV split), as in the
 // CPU tier (decode_split.comp), with the work shaped for GPUs instead:
 //  - the head dim is spread across lanes: T lanes share a key, each holding 4 of its values (16
-//    bytes of q and of the output accumulator per head, C such slices when the row is wider than
-//    T * 4), so a lane keeps a few registers per query head, never a whole row;
+//    bytes of q and of the output accumulator per head, CK slices of q and K and CV of V and the
+//    output when the rows are wider than T * 4), so a lane keeps a few registers per query head,
+//    never a whole row;
 //  - a subgroup of SG lanes works on KPS = SG / T keys at once, KEYS each per step, and every K and
 //    V load serves all HEADS query heads of the group;
 //  - a score is summed across its T lanes by a shuffle-xor butterfly; the running max per head is
@@ -44,6 +45,7 @@ const uint SG = gl_WorkGroupSize.x;  // the workgroup is the exchange unit
 #endif
 layout(constant_id = 8) const uint T = 32;  // lanes per key, a power of two <= SG
 layout(constant_id = 10) const uint NH = 1;  // subgroups taking different heads, HEADS each
+layout(constant_id = 11) const uint DV = 128;  // V and output head dim (HEAD_DIM is Q and K's)
 
 const uint WG = gl_WorkGroupSize.x;
 const uint NSG = WG / SG;          // subgroups per workgroup
@@ -51,11 +53,13 @@ const uint NSGK = NSG / NH;        // subgroups taking different keys of the sam
 const uint KPS = SG / T;           // keys per subgroup and step
 const uint NGROUPS = NSGK * KPS;   // keys per workgroup and step, for each of KEYS
 const uint WG_HEADS = NH * HEADS;  // query heads per workgroup
-const uint VEC = HEAD_DIM / 4;     // 4-value slices per row
-const uint C = (VEC + T - 1) / T;  // slices per lane
-const uint VALS = KV_F16 ? 8 : 4;  // values per 16-byte texel
-const uint ROW = HEAD_DIM / VALS;  // texels per K or V row
-const uint ROW_K = ROW, ROW_V = ROW;
+const uint QK = HEAD_DIM / 4;        // 4-value slices per query and K row
+const uint QV = DV / 4;              // and per V and output row
+const uint CK = (QK + T - 1) / T;    // slices of q and K per lane
+const uint CV = (QV + T - 1) / T;    // slices of V and the output per lane
+const uint VALS = KV_F16 ? 8 : 4;    // values per 16-byte texel
+const uint ROW_K = HEAD_DIM / VALS;  // texels per K row
+const uint ROW_V = DV / VALS;        // texels per V row
 layout(constant_id = 9) const uint GROUP_SHIFT = 3;  // log2 of the cache's token group
 #include "decode_io.glsl"
 
@@ -90,9 +94,9 @@ float all_max(float x) {
 // The states of subgroups that share heads, merged at the end: [NSGK][WG_HEADS].
 shared float m_sh[NSGK > 1 ? NSGK * WG_HEADS : 1];
 shared float l_sh[NSGK > 1 ? NSGK * WG_HEADS : 1];
-shared vec4 o_sh[NSGK > 1 ? NSGK * WG_HEADS * VEC : 1];
+shared vec4 o_sh[NSGK > 1 ? NSGK * WG_HEADS * QV : 1];
 
-// The stored words of slice v (0 <= v < VEC) of the row whose texel 0 is at `row`: two (f16) or
+// The stored words of slice v of the row whose texel 0 is at `row`: two (f16) or
 // four (f32). Kept packed until used, so f16 values cost half the registers in flight.
 uvec4 load_slice(uint row, uint v) {
   if (KV_F16) return uvec4(kv_half_texel(row + ((v >> 1) << GROUP_SHIFT), v & 1u), 0u, 0u);
@@ -119,30 +123,28 @@ void main() {
   const uint last_head = (g + 1) * pc.group_size;  // exclusive
   const uint b = gl_WorkGroupID.z;
 
-  const uint len = min(lengths[b], pc.capacity);
-  const uint per_split = (len + pc.splits - 1) / pc.splits;
-  const uint k_begin = min(len, split * per_split);
-  const uint k_end = min(len, k_begin + per_split);
+  uint k_begin, k_end;
+  split_keys(b, split, k_begin, k_end);
 
   // This lane's slices of the group's query rows, pre-scaled; zero past the row or the group.
-  vec4 q[HEADS * C];
+  vec4 q[HEADS * CK];
   [[unroll]] for (uint h = 0; h < HEADS; ++h) {
     const uint head = min(first_head + h, pc.q_heads - 1);
     const float w = first_head + h < last_head ? pc.scale : 0.0;
-    [[unroll]] for (uint i = 0; i < C; ++i) {
+    [[unroll]] for (uint i = 0; i < CK; ++i) {
       const uint v = part + i * T;
-      q[h * C + i] = v < VEC ? q_in[(b * pc.q_heads + head) * VEC + v] * w : vec4(0.0);
+      q[h * CK + i] = v < QK ? q_in[(b * pc.q_heads + head) * QK + v] * w : vec4(0.0);
     }
   }
 
 
   float m_run[HEADS];  // uniform across the subgroup
   float l_run[HEADS];  // this key group's share of the denominator
-  vec4 acc[HEADS * C];
+  vec4 acc[HEADS * CV];
   [[unroll]] for (uint h = 0; h < HEADS; ++h) {
     m_run[h] = M_START;
     l_run[h] = 0.0;
-    [[unroll]] for (uint i = 0; i < C; ++i) acc[h * C + i] = vec4(0.0);
+    [[unroll]] for (uint i = 0; i < CV; ++i) acc[h * CV + i] = vec4(0.0);
   }
 
   for (uint tile = k_begin; tile < k_end; tile += NGROUPS * KEYS) {
@@ -155,13 +157,10 @@ void main() {
       k_at[r] = kv_key_at(b, g, min(j0, k_end - 1), v_at[r]);
     }
     // Every load of the step is issued before the math that uses it.
-    uvec4 kx[KEYS * C], vx[KEYS * C];
+    uvec4 kx[KEYS * CK], vx[KEYS * CV];
     [[unroll]] for (uint r = 0; r < KEYS; ++r) {
-      [[unroll]] for (uint i = 0; i < C; ++i) {
-        const uint v = min(part + i * T, VEC - 1);
-        kx[r * C + i] = load_slice(k_at[r], v);
-        vx[r * C + i] = load_slice(v_at[r], v);
-      }
+      [[unroll]] for (uint i = 0; i < CK; ++i) kx[r * CK + i] = load_slice(k_at[r], min(part + i * T, QK - 1));
+      [[unroll]] for (uint i = 0; i < CV; ++i) vx[r * CV + i] = load_slice(v_at[r], min(part + i * T, QV - 1));
     }
 
     // Scores: this lane's partial dot products, summed across the T lanes of the key.
@@ -169,9 +168,9 @@ void main() {
     [[unroll]] for (uint r = 0; r < KEYS; ++r) {
       [[unroll]] for (uint h = 0; h < HEADS; ++h) {
         float d = 0.0;
-        [[unroll]] for (uint i = 0; i < C; ++i) d += dot(q[h * C + i], unpack_slice(kx[r * C + i]));
+        [[unroll]] for (uint i = 0; i < CK; ++i) d += dot(q[h * CK + i], unpack_slice(kx[r * CK + i]));
         [[unroll]] for (uint mask = KPS; mask < SG; mask <<= 1) d = xor_add(d, mask);
-        s[r * HEADS + h] = d;
+        s[r * HEADS + h] = apply_softcap(d, pc.softcap);
       }
     }
 
@@ -185,11 +184,11 @@ void main() {
       const float alpha = exp(m_run[h] - m_new);
       m_run[h] = m_new;
       float sum = 0.0;
-      [[unroll]] for (uint i = 0; i < C; ++i) acc[h * C + i] *= alpha;
+      [[unroll]] for (uint i = 0; i < CV; ++i) acc[h * CV + i] *= alpha;
       [[unroll]] for (uint r = 0; r < KEYS; ++r) {
         const float p = valid[r] ? exp(s[r * HEADS + h] - m_new) : 0.0;
         sum += p;
-        [[unroll]] for (uint i = 0; i < C; ++i) acc[h * C + i] += p * unpack_slice(vx[r * C + i]);
+        [[unroll]] for (uint i = 0; i < CV; ++i) acc[h * CV + i] += p * unpack_slice(vx[r * CV + i]);
       }
       l_run[h] = l_run[h] * alpha + sum;
     }
@@ -199,7 +198,7 @@ void main() {
   [[unroll]] for (uint h = 0; h < HEADS; ++h) {
     [[unroll]] for (uint mask = 1; mask < KPS; mask <<= 1) {
       l_run[h] = xor_add(l_run[h], mask);
-      [[unroll]] for (uint i = 0; i < C; ++i) acc[h * C + i] = xor_add(acc[h * C + i], mask);
+      [[unroll]] for (uint i = 0; i < CV; ++i) acc[h * CV + i] = xor_add(acc[h * CV + i], mask);
     }
   }
 
@@ -210,11 +209,11 @@ void main() {
       if (head >= last_head) continue;
       const uint row = b * pc.q_heads + head;
       const uint out_row = DIRECT_OUT ? row : row * pc.splits + split;
-      const float inv = l_run[h] > 0.0 ? 1.0 / l_run[h] : 0.0;
+      const float inv = out_factor(head, m_run[h], l_run[h]);
       if (slot == 0u) {
-        [[unroll]] for (uint i = 0; i < C; ++i) {
+        [[unroll]] for (uint i = 0; i < CV; ++i) {
           const uint v = part + i * T;
-          if (v < VEC) o_out[out_row * VEC + v] = acc[h * C + i] * inv;
+          if (v < QV) o_out[out_row * QV + v] = acc[h * CV + i] * inv;
         }
       }
       if (!DIRECT_OUT && lane == 0u) ml_out[out_row] = vec2(m_run[h], l_run[h]);
@@ -226,9 +225,9 @@ void main() {
   [[unroll]] for (uint h = 0; h < HEADS; ++h) {
     const uint at = sg_key * WG_HEADS + sg_head * HEADS + h;
     if (slot == 0u) {
-      [[unroll]] for (uint i = 0; i < C; ++i) {
+      [[unroll]] for (uint i = 0; i < CV; ++i) {
         const uint v = part + i * T;
-        if (v < VEC) o_sh[at * VEC + v] = acc[h * C + i];
+        if (v < QV) o_sh[at * QV + v] = acc[h * CV + i];
       }
     }
     if (lane == 0u) {
@@ -237,8 +236,8 @@ void main() {
     }
   }
   barrier();
-  for (uint idx = gl_LocalInvocationIndex; idx < WG_HEADS * VEC; idx += WG) {
-    const uint h = idx / VEC, v = idx % VEC;
+  for (uint idx = gl_LocalInvocationIndex; idx < WG_HEADS * QV; idx += WG) {
+    const uint h = idx / QV, v = idx % QV;
     const uint head = wg_first_head + h;
     if (head >= last_head) continue;
     float m = M_START;
@@ -248,11 +247,11 @@ void main() {
     for (uint i = 0; i < NSGK; ++i) {
       const float w = exp(m_sh[i * WG_HEADS + h] - m);
       l += w * l_sh[i * WG_HEADS + h];
-      o += w * o_sh[(i * WG_HEADS + h) * VEC + v];
+      o += w * o_sh[(i * WG_HEADS + h) * QV + v];
     }
     const uint row = b * pc.q_heads + head;
     const uint out_row = DIRECT_OUT ? row : row * pc.splits + split;
-    o_out[out_row * VEC + v] = l > 0.0 ? o / l : vec4(0.0);
+    o_out[out_row * QV + v] = o * out_factor(head, m, l);
     if (!DIRECT_OUT && v == 0u) ml_out[out_row] = vec2(m, l);
   }
 }

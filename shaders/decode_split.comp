@@ -45,11 +45,13 @@ const bool VALUES_BY_KEY = false;  // its lanes' rows are summed with subgroup o
 const uint LANES = gl_WorkGroupSize.x;
 const uint VALS = KV_F16 ? 8 : 4;  // values per texel
 const uint HALVES = VALS / 4;      // vec4s per texel
-const uint ROW = HEAD_DIM / VALS;  // texels per K or V row
-const uint ROW_K = ROW, ROW_V = ROW;
-const uint QV = HEAD_DIM / 4;      // vec4s per query row
+layout(constant_id = 11) const uint DV = 128;  // V and output head dim (HEAD_DIM is Q and K's)
+const uint ROW_K = HEAD_DIM / VALS;  // texels per K row
+const uint ROW_V = DV / VALS;        // texels per V row
+const uint QK = HEAD_DIM / 4;        // vec4s per query row
+const uint QV = DV / 4;              // vec4s per output row
 const uint TILE = LANES * KEYS_PER_LANE;
-const uint CHUNKS = (ROW + LANES - 1) / LANES;  // V texels per lane when lanes own texels
+const uint CHUNKS = (ROW_V + LANES - 1) / LANES;  // V texels per lane when lanes own texels
 const uint ACC = VALUES_BY_KEY ? QV : CHUNKS * HALVES;  // vec4 accumulators per head
 layout(constant_id = 9) const uint GROUP_SHIFT = 3;  // log2 of the cache's token group
 const uint BATCH = 8;  // texel fetches issued together
@@ -93,17 +95,15 @@ void main() {
   const uint last_head = (g + 1) * pc.group_size;  // exclusive
   const uint b = gl_WorkGroupID.z;
 
-  const uint len = min(lengths[b], pc.capacity);
-  const uint per_split = (len + pc.splits - 1) / pc.splits;
-  const uint k_begin = min(len, split * per_split);
-  const uint k_end = min(len, k_begin + per_split);
+  uint k_begin, k_end;
+  split_keys(b, split, k_begin, k_end);
 
   // The group's query rows, pre-scaled; heads past the group are zero and never written.
-  vec4 q[HEADS * QV];
+  vec4 q[HEADS * QK];
   [[unroll]] for (uint h = 0; h < HEADS; ++h) {
     const uint head = min(first_head + h, pc.q_heads - 1);
     const float w = first_head + h < last_head ? pc.scale : 0.0;
-    [[unroll]] for (uint i = 0; i < QV; ++i) q[h * QV + i] = q_in[(b * pc.q_heads + head) * QV + i] * w;
+    [[unroll]] for (uint i = 0; i < QK; ++i) q[h * QK + i] = q_in[(b * pc.q_heads + head) * QK + i] * w;
   }
 
 
@@ -119,7 +119,7 @@ void main() {
   for (uint tile = k_begin; tile < k_end; tile += TILE) {
     // 1. Scores for this lane's keys. Keys past k_end read the last valid row and are masked.
     // K and V are stored in groups of KG = min(8, P) tokens, texel-column-major within a group
-    // (texel c of slot t at ((t / KG) * ROW + c) * KG + t % KG): lanes holding consecutive keys
+    // (texel c of slot t at ((t / KG) * ROW_K + c) * KG + t % KG): lanes holding consecutive keys
     // read consecutive texels, and a lane-vector's walk over c streams through memory.
     float s[KEYS_PER_LANE * HEADS];
     uint k_at[KEYS_PER_LANE];  // texel 0 of this lane's key r in the K slab
@@ -129,23 +129,26 @@ void main() {
       [[unroll]] for (uint h = 0; h < HEADS; ++h) s[r * HEADS + h] = 0.0;
     }
     [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
-      [[unroll]] for (uint c0 = 0; c0 < ROW; c0 += BATCH) {
+      [[unroll]] for (uint c0 = 0; c0 < ROW_K; c0 += BATCH) {
         uvec4 t[BATCH];
         [[unroll]] for (uint i = 0; i < BATCH; ++i) {
-          if (c0 + i < ROW) t[i] = kv_texel(k_at[r] + ((c0 + i) << GROUP_SHIFT));
+          if (c0 + i < ROW_K) t[i] = kv_texel(k_at[r] + ((c0 + i) << GROUP_SHIFT));
         }
         [[unroll]] for (uint i = 0; i < BATCH; ++i) {
           const uint c = c0 + i;
-          if (c >= ROW) break;
+          if (c >= ROW_K) break;
           vec4 lo, hi;
           unpack(t[i], lo, hi);
           [[unroll]] for (uint h = 0; h < HEADS; ++h) {
-            float d = dot(q[h * QV + c * HALVES], lo);
-            if (KV_F16) d += dot(q[h * QV + c * HALVES + 1], hi);
+            float d = dot(q[h * QK + c * HALVES], lo);
+            if (KV_F16) d += dot(q[h * QK + c * HALVES + 1], hi);
             s[r * HEADS + h] += d;
           }
         }
       }
+    }
+    if (pc.softcap > 0.0) {
+      [[unroll]] for (uint i = 0; i < KEYS_PER_LANE * HEADS; ++i) s[i] = apply_softcap(s[i], pc.softcap);
     }
 
     // 2. Online softmax: s becomes p = exp(s - m) against the running max of the workgroup.
@@ -181,7 +184,7 @@ void main() {
     if (VALUES_BY_KEY) {
       // Per texel column c: fetch it for this lane's keys, then add p * v into the row, one half of
       // the texel at a time (HEADS vec4 partial sums), rescaling the row by alpha as it goes.
-      [[unroll]] for (uint c = 0; c < ROW; ++c) {
+      [[unroll]] for (uint c = 0; c < ROW_V; ++c) {
         uvec4 t[KEYS_PER_LANE];
         [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) t[r] = kv_texel(v_at[r] + (c << GROUP_SHIFT));
         [[unroll]] for (uint half_ = 0; half_ < HALVES; ++half_) {
@@ -224,7 +227,7 @@ void main() {
         }
         [[unroll]] for (uint u = 0; u < CHUNKS; ++u) {
           vec4 lo, hi;
-          unpack(kv_texel(at + (min(lane + u * LANES, ROW - 1) << GROUP_SHIFT)), lo, hi);
+          unpack(kv_texel(at + (min(lane + u * LANES, ROW_V - 1) << GROUP_SHIFT)), lo, hi);
           [[unroll]] for (uint h = 0; h < HEADS; ++h) {
             acc[h * ACC + u * HALVES] += p[h] * lo;
             if (KV_F16) acc[h * ACC + u * HALVES + 1] += p[h] * hi;
@@ -237,14 +240,15 @@ void main() {
     }
   }
 
-  // Each split's output is normalised by its own sum; merge_splits.comp weighs splits by (m, l).
-  // Every lane shares the workgroup's running max, so lanes' sums and rows add directly.
+  // Each split's output is normalised by its own sum; merge_splits.comp weighs splits by (m, l)
+  // and adds the sinks. Every lane shares the workgroup's running max, so lanes' sums and rows add
+  // directly.
   [[unroll]] for (uint h = 0; h < HEADS; ++h) {
     const uint head = first_head + h;
     if (head >= last_head) continue;
     const uint row = b * pc.q_heads + head;
     const float l = group_sum(l_run[h]);
-    const float inv = l > 0.0 ? 1.0 / l : 0.0;
+    const float inv = out_factor(head, m_run[h], l);
     const uint part = DIRECT_OUT ? row : row * pc.splits + split;
     if (VALUES_BY_KEY) {
 #if GQAVK_SUBGROUP_OPS
@@ -257,7 +261,7 @@ void main() {
     } else {
       [[unroll]] for (uint u = 0; u < CHUNKS; ++u) {
         const uint c = lane + u * LANES;
-        if (c < ROW) {
+        if (c < ROW_V) {
           o_out[part * QV + c * HALVES] = acc[h * ACC + u * HALVES] * inv;
           if (KV_F16) o_out[part * QV + c * HALVES + 1] = acc[h * ACC + u * HALVES + 1] * inv;
         }
