@@ -3,7 +3,8 @@
 // K and V bytes read, and vs_roofline = time / max(read time, FMA time) for the same bytes and
 // FLOPs (time is the mean over iterations; best_vs_roofline takes the best iteration instead);
 // floor_vs_roofline is that ratio for the decode floor (bench/roofline.hpp), about the lowest
-// vs_roofline the device allows.
+// vs_roofline the device allows. A sliding-window case (/W:) counts only the bytes and FLOPs of
+// the keys inside its window, which is all the kernel reads.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -24,9 +25,11 @@
 namespace gqavk::bench {
 namespace {
 
-// Caches are rotated so that each iteration reads K/V the CPU's caches do not already hold.
+// Caches are rotated so that each iteration reads K/V the CPU's caches do not already hold, with
+// at most kMaxPoolBytes of caches in all (a windowed case reads a small part of a large one).
 constexpr uint64_t kColdBytes = 192ull << 20;
 constexpr uint32_t kMaxCopies = 32;
+constexpr uint64_t kMaxPoolBytes = 1ull << 30;
 constexpr uint32_t kHeads = 32, kHeadDim = 128;
 
 Context& context() {
@@ -42,6 +45,10 @@ Roofline& roofline() {
 struct Case {
   DType dtype;
   uint32_t kv_heads, len, batch;
+  uint32_t window = 0;  // sliding window; 0: none
+
+  // Keys the query sees: the window's, or all len.
+  uint32_t seen() const { return window && window < len ? window : len; }
 };
 
 std::vector<float> pseudo_random(size_t n, uint32_t seed) {
@@ -54,23 +61,41 @@ std::vector<float> pseudo_random(size_t n, uint32_t seed) {
   return v;
 }
 
+// Tokens [first, len) of every KV head of x ([G, len, D]), as KvCache::write takes them.
+std::vector<float> window_rows(const std::vector<float>& x, const Case& c, uint32_t first) {
+  if (first == 0) return x;
+  std::vector<float> out;
+  out.reserve(size_t{c.kv_heads} * (c.len - first) * kHeadDim);
+  for (uint32_t g = 0; g < c.kv_heads; ++g) {
+    const auto at = x.begin() + (size_t{g} * c.len + first) * kHeadDim;
+    out.insert(out.end(), at, at + size_t{c.len - first} * kHeadDim);
+  }
+  return out;
+}
+
 // Largest |gpu - reference| over sequence 0 (k, v: its [G, len, D] K and V, capacity len).
 double check_first_sequence(const Case& c, const std::vector<float>& q, const std::vector<float>& k,
                             const std::vector<float>& v, const std::vector<float>& out) {
   const size_t n = size_t{kHeads} * kHeadDim;
   const uint32_t len[] = {c.len};
+  ref::Options options;
+  options.window = c.window;
   const std::vector<double> want =
       ref::decode(std::span(q).first(n), k, v, len, 1, kHeads, c.kv_heads, kHeadDim, c.len,
-                  1.0 / std::sqrt(double{kHeadDim}));
+                  1.0 / std::sqrt(double{kHeadDim}), options);
   return ref::max_abs_diff(std::span(out).first(n), want);
 }
 
 void run_decode(benchmark::State& state, Case c) {
   Context& ctx = context();
-  const uint64_t kv_bytes = 2ull * c.batch * c.kv_heads * c.len * kHeadDim * dtype_bytes(c.dtype);
-  const double flops = 4.0 * kHeads * c.len * kHeadDim * c.batch;
-  const uint32_t copies = static_cast<uint32_t>(
-      std::clamp<uint64_t>((kColdBytes + kv_bytes - 1) / kv_bytes, 1, kMaxCopies));
+  // The bytes and FLOPs of the keys the query sees (a window's: 2 * G * W * D * bytes each).
+  const uint64_t kv_bytes =
+      2ull * c.batch * c.kv_heads * c.seen() * kHeadDim * dtype_bytes(c.dtype);
+  const double flops = 4.0 * kHeads * c.seen() * kHeadDim * c.batch;
+  const uint64_t pool_bytes = 2ull * c.batch * c.kv_heads * c.len * kHeadDim * dtype_bytes(c.dtype);
+  const uint32_t copies = static_cast<uint32_t>(std::clamp<uint64_t>(
+      std::min((kColdBytes + kv_bytes - 1) / kv_bytes, kMaxPoolBytes / pool_bytes), 1, kMaxCopies));
+  const uint32_t first = c.len - c.seen();  // tokens before the window are never read or written
 
   std::vector<std::unique_ptr<KvCache>> caches;
   std::vector<std::unique_ptr<DecodePlan>> plans;
@@ -84,8 +109,13 @@ void run_decode(benchmark::State& state, Case c) {
     for (uint32_t i = 0; i < copies; ++i) {
       caches.push_back(std::make_unique<KvCache>(
           ctx, KvCacheDesc{c.batch, c.kv_heads, kHeadDim, c.len, c.dtype}));
-      for (uint32_t b = 0; b < c.batch; ++b) caches.back()->write(b, 0, c.len, k, v);
-      plans.push_back(std::make_unique<DecodePlan>(ctx, *caches.back(), DecodeDesc{kHeads}));
+      for (uint32_t b = 0; b < c.batch; ++b) {
+        caches.back()->write(b, first, c.len - first, window_rows(k, c, first),
+                             window_rows(v, c, first));
+      }
+      DecodeDesc desc{kHeads};
+      desc.window = c.window;
+      plans.push_back(std::make_unique<DecodePlan>(ctx, *caches.back(), desc));
     }
   } catch (const Error& e) {
     state.SkipWithError(("exceeds the device's limits: " + std::string(e.what())).c_str());
@@ -170,6 +200,13 @@ void register_all(double min_seconds) {
       }
     }
   }
+  // A sliding window (Mistral, Gemma 2) over a long cache costs about what its window's length
+  // costs: compare with decode_f16/H:32/G:8/D:128/L:4096/B:1.
+  auto* bm = benchmark::RegisterBenchmark("decode_f16/H:32/G:8/D:128/L:32768/B:1/W:4096",
+                                          run_decode, Case{DType::f16, 8, 32768, 1, 4096})
+                 ->UseManualTime()
+                 ->Unit(benchmark::kMillisecond);
+  if (min_seconds > 0) bm->MinTime(min_seconds);
 }
 
 // The device's facts in the report's context (JSON "context"; the console prints it on stderr).

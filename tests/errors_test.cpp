@@ -131,6 +131,45 @@ TEST_F(Errors, PlanMaxSplitsTooLarge) {
   }
 }
 
+// Model options (DecodeDesc window, softcap, sinks): softcap finite and > 0; sinks empty or one
+// finite logit per query head; any window (0 none, W >= 1 the last W keys) is valid.
+TEST_F(Errors, PlanBadSoftcap) {
+  KvCache cache(context(), good_desc());
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::pair<float, const char*> cases[] = {
+      {0.0f, "softcap 0 "}, {-1.0f, "softcap -1 "}, {NAN, "softcap nan"}, {inf, "softcap inf"}};
+  for (const auto& [cap, text] : cases) {
+    DecodeDesc d{4, std::nullopt, 0};
+    d.softcap = cap;
+    EXPECT_TRUE(throws_error([&] { DecodePlan p(context(), cache, d); }, kInvalid,
+                             {text, "is not valid (expected a finite value > 0)"}))
+        << "softcap " << cap;
+  }
+}
+
+TEST_F(Errors, PlanBadSinks) {
+  KvCache cache(context(), good_desc());
+  DecodeDesc d{4, std::nullopt, 0};
+  d.sinks = {0.0f, 1.0f, 2.0f};
+  EXPECT_TRUE(throws_error([&] { DecodePlan p(context(), cache, d); }, kInvalid,
+                           {"sinks has 3 values; expected one per query head (4)"}));
+  d.sinks = {0.0f, NAN, 2.0f, 3.0f};
+  EXPECT_TRUE(throws_error([&] { DecodePlan p(context(), cache, d); }, kInvalid,
+                           {"sinks[1] = nan", "expected a finite logit"}));
+  d.sinks = {0.0f, 1.0f, 2.0f, -std::numeric_limits<float>::infinity()};
+  EXPECT_TRUE(throws_error([&] { DecodePlan p(context(), cache, d); }, kInvalid,
+                           {"sinks[3] = -inf", "expected a finite logit"}));
+}
+
+TEST_F(Errors, PlanAnyWindowIsValid) {
+  KvCache cache(context(), good_desc());
+  for (uint32_t window : {1u, 31u, 32u, 1000u, UINT32_MAX}) {
+    DecodeDesc d{4, std::nullopt, 1};
+    d.window = window;
+    EXPECT_NO_THROW(DecodePlan(context(), cache, d)) << "window " << window;
+  }
+}
+
 TEST_F(Errors, PlanCacheFromAnotherContext) {
   Context other;
   KvCache cache(other, good_desc());
@@ -309,6 +348,24 @@ TEST_F(RunErrors, OutSizeMismatch) {
   EXPECT_TRUE(
       throws_error([&] { plan.run(q, lengths, out); }, kInvalid,
                    {"out has room for 1000 values", "expected 512", "[B, H, D] = [2, 4, 64]"}));
+}
+
+// Dk 192, Dv 128: q is [B, H, Dk] and out [B, H, Dv], and the messages say which. (Nothing runs
+// here, so lavapipe compiles nothing; DecodeOptions.KeyDim192ValueDim128 runs such plans.)
+TEST_F(Errors, RunShapesWithKeyAndValueDims) {
+  KvCacheDesc desc{2, 2, 192, 32, DType::f16, 16};
+  desc.v_head_dim = 128;
+  KvCache cache(context(), desc);
+  DecodePlan plan(context(), cache, {4, std::nullopt, 1});
+  const std::vector<uint32_t> lengths = {32, 5};
+  std::vector<float> q(2 * 4 * 192, 0.25f), out(2 * 4 * 128);
+  std::vector<float> out_dk(2 * 4 * 192);
+  EXPECT_TRUE(
+      throws_error([&] { plan.run(q, lengths, out_dk); }, kInvalid,
+                   {"out has room for 1536 values", "expected 1024", "[B, H, Dv] = [2, 4, 128]"}));
+  std::vector<float> q_dv(2 * 4 * 128, 0.25f);
+  EXPECT_TRUE(throws_error([&] { plan.run(q_dv, lengths, out); }, kInvalid,
+                           {"q has 1024 values", "expected 1536", "[B, H, Dk] = [2, 4, 192]"}));
 }
 
 // The message says which value is bad (its index, NaN or inf) and that finite values were expected.

@@ -239,12 +239,10 @@ void check_pipeline(Context& ctx, const ModelShape& m, const char* mode, const c
                                 << "):" << problems;
 }
 
-// Every pipeline a plan of the shape builds, split and direct, at every subgroup size the device
-// offers, with the GPU-tier kernel.
-TEST_P(GpuCompile, NoSpillsAndEnoughOccupancy) {
-  Context& ctx = *context_;
-  const ModelShape& m = GetParam();
-  const DecodeShape shape = tools::decode_shape(m, ctx.device());
+// Every pipeline a plan of `shape` builds, split and direct, at every subgroup size the device
+// offers, with the GPU-tier kernel. The model options (window, softcap, sinks) are push constants
+// and a binding, the same pipeline with or without them: the kernels checked here carry their code.
+void check_all_pipelines(Context& ctx, const ModelShape& m, const DecodeShape& shape) {
   for (const auto& [mode, splits] : {std::pair{"split", kSplits}, std::pair{"direct", 1u}}) {
     for (uint32_t size : subgroup_sizes(ctx.device())) {
       TuningOverrides o;
@@ -267,7 +265,29 @@ TEST_P(GpuCompile, NoSpillsAndEnoughOccupancy) {
   }
 }
 
+TEST_P(GpuCompile, NoSpillsAndEnoughOccupancy) {
+  check_all_pipelines(*context_, GetParam(), tools::decode_shape(GetParam(), context_->device()));
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, GpuCompile, ::testing::ValuesIn(tools::model_shapes()),
+                         [](const ::testing::TestParamInfo<ModelShape>& p) {
+                           return p.param.model + "_" + to_string(p.param.dtype);
+                         });
+
+// Dk 192 with Dv 128 ("dsv2_v128"): MLA models (DeepSeek-V2-Lite: 16 heads) in expanded form.
+class GpuCompileValueDim128 : public GpuCompile {};
+
+TEST_P(GpuCompileValueDim128, NoSpillsAndEnoughOccupancy) {
+  const ModelShape& m = GetParam();
+  DecodeShape shape = tools::decode_shape(m, context_->device());
+  shape.v_head_dim = 128;
+  shape.pool_bytes = shape.pool_bytes / (2 * m.head_dim) * (m.head_dim + 128);  // V rows of 128
+  check_all_pipelines(*context_, m, shape);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, GpuCompileValueDim128,
+                         ::testing::Values(ModelShape{"dsv2_v128", 16, 16, 192, DType::f16},
+                                           ModelShape{"dsv2_v128", 16, 16, 192, DType::f32}),
                          [](const ::testing::TestParamInfo<ModelShape>& p) {
                            return p.param.model + "_" + to_string(p.param.dtype);
                          });
