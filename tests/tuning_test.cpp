@@ -418,7 +418,42 @@ TEST(Tuning, LimitsAreCheckedBeforeAPlanIsMade) {
   scarce.max_per_stage_storage_buffers = 4;
   EXPECT_TRUE(
       throws_error([&] { check_decode_limits(scarce, s, choose_decode_tuning(scarce, s, 1)); },
-                   ErrorCode::unsupported, {"maxPerStageDescriptorStorageBuffers", "6"}));
+                   ErrorCode::unsupported, {"maxPerStageDescriptorStorageBuffers", "7"}));
+}
+
+// A window plan's split count comes from min(capacity, W): a 4096-token window over 32768 tokens
+// splits as a 4096-token cache does (its splits beyond the window would only read nothing).
+TEST(Tuning, WindowChoosesSplitsFromItsLength) {
+  for (const DeviceInfo& d : {nvidia_like(), amd_like(), lavapipe_like()}) {
+    DecodeShape windowed = make_shape(1, 32, 8, 128, DType::f16, 32768);
+    windowed.window = 4096;
+    const DecodeShape short_cache = make_shape(1, 32, 8, 128, DType::f16, 4096);
+    const DecodeShape full = make_shape(1, 32, 8, 128, DType::f16, 32768);
+    const uint32_t w = choose_decode_tuning(d, windowed, 0).max_splits;
+    EXPECT_EQ(w, choose_decode_tuning(d, short_cache, 0).max_splits) << d.name;
+    EXPECT_LE(w, choose_decode_tuning(d, full, 0).max_splits) << d.name;
+    windowed.window = 100000;  // longer than the cache: the capacity bounds it
+    EXPECT_EQ(choose_decode_tuning(d, windowed, 0).max_splits,
+              choose_decode_tuning(d, full, 0).max_splits)
+        << d.name;
+  }
+}
+
+// Dk 192 with Dv 128: the GPU tier spreads the wider K row across lanes, and the pipelines take Dv
+// (the decode kernel's DV constant, the merge's row length).
+TEST(Tuning, KeyAndValueHeadDims) {
+  DecodeShape s = make_shape(1, 16, 16, 192, DType::f16, 4096);
+  s.v_head_dim = 128;
+  EXPECT_EQ(s.dv(), 128u);
+  const DecodeTuning t = choose_decode_tuning(nvidia_like(), s, 4);
+  EXPECT_EQ(t.lanes_per_key, 32u);  // 48 slices of K: two per lane
+  const DecodePipelineDescs descs = decode_pipeline_descs(s, t);
+  EXPECT_EQ(descs.decode.spec_constants.at(1), 192u);
+  EXPECT_EQ(descs.decode.spec_constants.at(11), 128u);
+  ASSERT_TRUE(descs.merge.has_value());
+  EXPECT_EQ(descs.merge->spec_constants.at(0), 128u);
+  EXPECT_EQ(descs.merge->bindings.size(), 4u);  // partial rows, stats, output, sinks
+  EXPECT_EQ(descs.decode.bindings.size(), 7u);  // ..., split stats, sinks
 }
 
 TEST(Tuning, OtherPathWhenThePoolExceedsThePreferredBinding) {
