@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <iterator>
 #include <string>
 
 #include "gqavk/error.hpp"
@@ -21,38 +20,13 @@ constexpr uint32_t kWorkgroupSubgroups = 4;
 constexpr uint32_t kMaxWorkgroupLanes = 256;
 constexpr uint64_t kTileBytesPerSubgroup = 4096;
 constexpr uint32_t kMinTileKeys = 4, kMaxTileKeys = 64;
-// Push constants of both prefill tiers (Params in shaders/prefill_io.glsl): twelve 4-byte words.
-constexpr uint32_t kPushConstantBytes = 48;
 
 uint32_t ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
-
-// Storage buffers on GPUs; on CPU drivers the storage texel buffer, whose inlined gathers stream
-// fastest there. Falls back to the other kind where the pool exceeds one binding.
-LoadPath choose_load_path(const DeviceInfo& device, const PrefillKernelShape& shape,
-                          const std::string& asked) {
-  LoadPath preferred = device.type == DeviceType::cpu ? LoadPath::image : LoadPath::storage;
-  if (!asked.empty()) {
-    const LoadPath* named = std::find_if(std::begin(kLoadPaths), std::end(kLoadPaths),
-                                         [&](LoadPath p) { return asked == to_string(p); });
-    if (named == std::end(kLoadPaths)) {
-      throw Error(ErrorCode::invalid_argument,
-                  "GQAVK_KV_LOAD='" + asked + "' is not valid (expected texel, storage or image)");
-    }
-    preferred = *named;
-  }
-  if (shape.pool_bytes <= max_binding_bytes(device, preferred)) return preferred;
-  const LoadPath other = uses_texel_view(preferred) ? LoadPath::storage : LoadPath::image;
-  if (asked.empty() && shape.pool_bytes <= max_binding_bytes(device, other)) return other;
-  throw Error(ErrorCode::unsupported,
-              "KV pool of " + std::to_string(shape.pool_bytes) +
-                  " bytes exceeds what one binding can address on " + device.name + " (" +
-                  std::to_string(max_binding_bytes(device, preferred)) + " bytes)");
-}
 
 // Reduction, subgroup size and workgroup lanes, as the decode GPU tier chooses them: a required
 // size where size control grants it, several subgroups per workgroup only where they are
 // guaranteed whole, else one workgroup of the subgroup the context's probe measured.
-void choose_lanes(const DeviceInfo& device, const TuningOverrides& overrides, PrefillGpuTuning& t) {
+void choose_lanes(const DeviceInfo& device, const TuningOverrides& overrides, PrefillTuning& t) {
   const bool ops = device.subgroup_lanes >= 1 && device.has_subgroup_ops(kSubgroupShuffle);
   if (!overrides.reduction.empty() && overrides.reduction != "subgroup" &&
       overrides.reduction != "shared") {
@@ -98,28 +72,25 @@ void choose_lanes(const DeviceInfo& device, const TuningOverrides& overrides, Pr
 
 }  // namespace
 
-uint32_t prefill_gpu_rows_per_lane(const PrefillGpuTuning& t) {
+uint32_t prefill_gpu_rows_per_lane(const PrefillTuning& t) {
   return ceil_div(t.tile_queries * t.heads_per_workgroup, t.lanes / t.lanes_per_row);
 }
 
-uint64_t prefill_gpu_shared_bytes(const PrefillKernelShape& shape, const PrefillGpuTuning& t) {
+uint64_t prefill_gpu_shared_bytes(const PrefillShape& shape, const PrefillTuning& t) {
   // k_half/v_half (uvec2 slices) or k_full/v_full (uvec4 slices), the unused pair one element
   // each; xchg[WG] vec4 without subgroup operations.
   const bool half = shape.dtype == DType::f16;
-  const uint64_t slices = uint64_t{t.tile_keys} * (shape.k_head_dim + shape.v_head_dim) / 4;
+  const uint64_t slices = uint64_t{t.keys_per_tile} * (shape.head_dim + shape.v_head_dim) / 4;
   const uint64_t tile = half ? 8 * slices + 32 : 16 * slices + 16;
   return tile + (t.reduction == Reduction::shared ? 16ull * t.lanes : 0);
 }
 
-PrefillGpuTuning choose_prefill_gpu_tuning(const DeviceInfo& device,
-                                           const PrefillKernelShape& shape,
-                                           const TuningOverrides& overrides) {
-  PrefillGpuTuning t;
-  t.load_path = choose_load_path(device, shape, overrides.load_path);
+void choose_prefill_gpu_tuning(const DeviceInfo& device, const PrefillShape& shape,
+                               const TuningOverrides& overrides, PrefillTuning& t) {
   choose_lanes(device, overrides, t);
 
   // Lanes per row: about two slices of the wider row per lane, at most a subgroup.
-  const uint32_t vk = shape.k_head_dim / 4, vv = shape.v_head_dim / 4;
+  const uint32_t vk = shape.head_dim / 4, vv = shape.v_head_dim / 4;
   t.lanes_per_row = std::min(std::bit_ceil(ceil_div(std::max(vk, vv), 2)), t.subgroup_lanes);
   const uint32_t slices = ceil_div(vk, t.lanes_per_row) + ceil_div(vv, t.lanes_per_row);
   const uint32_t rows = (t.lanes / t.lanes_per_row) * std::max(1u, kRowSlicesPerLane / slices);
@@ -130,43 +101,23 @@ PrefillGpuTuning choose_prefill_gpu_tuning(const DeviceInfo& device,
   t.heads_per_workgroup = ceil_div(group, t.head_chunks);
   t.tile_queries = std::max(1u, rows / t.heads_per_workgroup);
 
-  // Keys per tile: the largest power of two within the tile budget and the device's limit.
+  // Keys per tile: the largest power of two within the tile budget and the device's limit
+  // (check_prefill_limits reports a device too small for the fewest).
   const uint64_t key_bytes = uint64_t{vk + vv} * (shape.dtype == DType::f16 ? 8 : 16);
   const uint64_t tile_bytes = kTileBytesPerSubgroup * (t.lanes / t.subgroup_lanes);
-  t.tile_keys = kMaxTileKeys;
-  while (t.tile_keys > kMinTileKeys &&
-         (t.tile_keys * key_bytes > tile_bytes ||
+  t.keys_per_tile = kMaxTileKeys;
+  while (t.keys_per_tile > kMinTileKeys &&
+         (t.keys_per_tile * key_bytes > tile_bytes ||
           prefill_gpu_shared_bytes(shape, t) > device.max_shared_memory_bytes)) {
-    t.tile_keys /= 2;
+    t.keys_per_tile /= 2;
   }
-  if (prefill_gpu_shared_bytes(shape, t) > device.max_shared_memory_bytes) {
-    throw Error(ErrorCode::unsupported, "the prefill GPU kernel's shared memory needs " +
-                                            std::to_string(prefill_gpu_shared_bytes(shape, t)) +
-                                            " bytes for Dk=" + std::to_string(shape.k_head_dim) +
-                                            ", Dv=" + std::to_string(shape.v_head_dim) + "; " +
-                                            device.name + "'s maxComputeSharedMemorySize is " +
-                                            std::to_string(device.max_shared_memory_bytes));
-  }
-  return t;
 }
 
-PipelineDesc prefill_gpu_pipeline_desc(const PrefillKernelShape& shape, const PrefillGpuTuning& t) {
-  PipelineDesc pd;
-  const bool subgroup = t.reduction == Reduction::subgroup;
-  pd.shader =
-      std::string("prefill_gpu_") + to_string(t.load_path) + (subgroup ? "_subgroup" : "_shared");
-  // Bindings of prefill_io.glsl: pool, block table, entries, tiles, q, out, sinks.
-  pd.bindings = {kv_pool_descriptor_type(t.load_path)};
-  pd.bindings.resize(7, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER);
-  pd.push_constant_bytes = kPushConstantBytes;
-  // Ids 0..7 are common to both tiers; 8..10 are this kernel's.
-  pd.spec_constants = {
-      t.lanes,           shape.k_head_dim,  shape.v_head_dim, shape.dtype == DType::f16 ? 1u : 0u,
-      shape.block_shift, shape.group_shift, t.tile_queries,   t.heads_per_workgroup,
-      t.subgroup_lanes,  t.lanes_per_row,   t.tile_keys};
-  pd.required_subgroup_size = t.required_subgroup_size;
-  pd.full_subgroups = t.full_subgroups;
-  return pd;
+void add_prefill_gpu_variant(const PrefillTuning& t, PipelineDesc& pd) {
+  pd.shader = std::string("prefill_gpu_") + to_string(t.load_path) +
+              (t.reduction == Reduction::subgroup ? "_subgroup" : "_shared");
+  // Id 8 (keys per tile) is common to both tiers; 9 and 10 are this kernel's.
+  pd.spec_constants.insert(pd.spec_constants.end(), {t.subgroup_lanes, t.lanes_per_row});
 }
 
 }  // namespace gqavk

@@ -104,16 +104,17 @@ DecodeShape decode_shape(const ModelShape& m, const DeviceInfo& device) {
   return s;
 }
 
-PrefillKernelShape prefill_kernel_shape(const ModelShape& m, const DeviceInfo& device) {
+PrefillShape prefill_shape(const ModelShape& m, const DeviceInfo& device) {
   const DecodeShape d = decode_shape(m, device);
-  PrefillKernelShape s;
+  PrefillShape s;
   s.q_heads = m.q_heads;
   s.kv_heads = m.kv_heads;
-  s.k_head_dim = m.head_dim;
+  s.head_dim = m.head_dim;
   s.v_head_dim = m.v_head_dim ? m.v_head_dim : m.head_dim;
   s.dtype = m.dtype;
+  s.capacity_tokens = m.capacity_tokens;
   // K slabs of Dk then V slabs of Dv per block (runtime/kv_cache_impl.hpp).
-  s.pool_bytes = d.pool_bytes / (2 * m.head_dim) * (s.k_head_dim + s.v_head_dim);
+  s.pool_bytes = d.pool_bytes / (2 * m.head_dim) * (s.head_dim + s.v_head_dim);
   s.block_shift = d.block_shift;
   s.group_shift = d.group_shift;
   return s;

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "gqavk/types.hpp"
-#include "prefill_gpu_tuning.hpp"
+#include "prefill_pipelines.hpp"
 #include "tuning.hpp"
 
 namespace gqavk::tools {
@@ -43,6 +43,6 @@ ModelShape parse_shape(std::string_view text);
 DecodeShape decode_shape(const ModelShape& shape, const DeviceInfo& device);
 
 // The same for a prefill plan's kernels (Dv from v_head_dim where set).
-PrefillKernelShape prefill_kernel_shape(const ModelShape& shape, const DeviceInfo& device);
+PrefillShape prefill_shape(const ModelShape& shape, const DeviceInfo& device);
 
 }  // namespace gqavk::tools

@@ -32,13 +32,13 @@ layout(constant_id = 4) const uint BLOCK_SHIFT = 4;  // log2 of tokens per cache
 layout(constant_id = 5) const uint GROUP_SHIFT = 0;  // log2 of the cache's token group
 layout(constant_id = 6) const uint TILE_Q = 4;       // queries per tile
 layout(constant_id = 7) const uint HEADS = 4;        // query heads per workgroup
+layout(constant_id = 8) const uint TILE_K = 32;  // keys per shared-memory tile, a multiple of 4
 #if GQAVK_SUBGROUP_OPS
-layout(constant_id = 8) const uint SG = 32;  // lanes per subgroup
+layout(constant_id = 9) const uint SG = 32;  // lanes per subgroup
 #else
 const uint SG = gl_WorkGroupSize.x;  // the workgroup is the exchange unit
 #endif
-layout(constant_id = 9) const uint T = 16;       // lanes per row, a power of two <= SG
-layout(constant_id = 10) const uint TILE_K = 32;  // keys per shared-memory tile, a multiple of 4
+layout(constant_id = 10) const uint T = 16;  // lanes per row, a power of two <= SG
 
 const uint WG = gl_WorkGroupSize.x;
 const uint NRG = WG / T;                     // row groups: T lanes each

@@ -23,7 +23,7 @@
 #include "gqavk/gqavk.hpp"
 #include "model_shapes.hpp"
 #include "pipeline_statistics.hpp"
-#include "prefill_gpu_tuning.hpp"
+#include "prefill_pipelines.hpp"
 #include "tuning.hpp"
 
 namespace gqavk::test {
@@ -303,19 +303,21 @@ using PrefillGpuCompile = GpuCompile;
 TEST_P(PrefillGpuCompile, NoSpillsAndEnoughOccupancy) {
   Context& ctx = *context_;
   const ModelShape& m = GetParam();
-  const PrefillKernelShape shape = tools::prefill_kernel_shape(m, ctx.device());
+  const PrefillShape shape = tools::prefill_shape(m, ctx.device());
   for (uint32_t size : subgroup_sizes(ctx.device())) {
     TuningOverrides o;
+    o.tier = "gpu";
     o.subgroup_size = size;
-    PrefillGpuTuning t;
+    PrefillTuning t;
     try {
-      t = choose_prefill_gpu_tuning(ctx.device(), shape, o);
+      t = choose_prefill_tuning(ctx.device(), shape, o);
+      check_prefill_limits(ctx.device(), shape, t);
     } catch (const Error& e) {
       ADD_FAILURE() << family() << " " << tools::shape_name(m) << " wave" << size << ": "
                     << e.what();
       continue;
     }
-    check_pipeline(ctx, m, "tile", "prefill", size, prefill_gpu_pipeline_desc(shape, t));
+    check_pipeline(ctx, m, "tile", "prefill", size, prefill_pipeline_descs(shape, t).prefill);
   }
 }
 

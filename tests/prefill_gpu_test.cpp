@@ -1,179 +1,186 @@
-// The prefill kernel's GPU tier (shaders/prefill_gpu.comp) on lavapipe against the float64
-// reference. Until PrefillPlan lands, the kernel is dispatched directly from its tuning.
+// The prefill kernel's GPU tier (shaders/prefill_gpu.comp), forced on lavapipe with GQAVK_TIER=gpu,
+// against the float64 reference: causal prompts, chunks over a longer cache, cross attention,
+// ragged batches, windows, softcap, sinks, Dk=192/Dv=128, MQA with 71 heads, f16 and f32, and the
+// shared-memory (no subgroup operations) variant.
+//
+// ctest runs the tests named EveryWidth again under LP_NATIVE_VECTOR_WIDTH=128, 512, 1024 and
+// 2048 (subgroups of 4, 16, 32 and 64, the last two running 16 lanes): the tuning then joins
+// 1, 2 or 4 subgroups per workgroup and spreads a row over 4 to 16 lanes. Each case is its own
+// pipeline (seconds of LLVM compile on first use), so cases share shapes where they can.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
-#include "commands.hpp"
-#include "context_impl.hpp"
-#include "kv_cache_impl.hpp"
-#include "prefill_gpu_tuning.hpp"
+#include "prefill_plan_impl.hpp"  // the tier and variant a plan chose
 #include "reference.hpp"
 #include "test_support.hpp"
 
 namespace gqavk::test {
 namespace {
 
-struct Params {  // Params of shaders/prefill_io.glsl
-  uint32_t q_heads, kv_heads, group_size, head_chunks, blocks_per_seq, capacity;
-  float scale, softcap;
-  uint32_t window, causal, has_sinks, pad;
-};
-static_assert(sizeof(Params) == 48);
-
-struct Opts {
-  bool causal = true;
-  uint32_t window = 0;
-  float softcap = 0;
-  std::vector<float> sinks;
-};
-
-std::vector<float> run_direct(Context& ctx, const KvCache& cache, uint32_t q_heads,
-                              std::span<const float> q, std::span<const PrefillSeq> seqs,
-                              const Opts& o, const TuningOverrides& ov = overrides_from_env()) {
-  Context::Impl& c = ctx.impl();
-  const KvCache::Impl& kv = cache.impl();
-  PrefillKernelShape shape{q_heads,       kv.desc.kv_heads, kv.desc.head_dim, kv.desc.v_head_dim,
-                           kv.desc.dtype, kv.pool.bytes(),  kv.block_shift,   kv.group_shift};
-  const PrefillGpuTuning t = choose_prefill_gpu_tuning(c.info, shape, ov);
-  auto pipe = c.shared_pipeline(prefill_gpu_pipeline_desc(shape, t));
-  std::vector<uint32_t> entries, tiles;
-  uint32_t rows = 0;
-  for (uint32_t e = 0; e < seqs.size(); ++e) {
-    entries.insert(entries.end(), {seqs[e].seq, seqs[e].queries, seqs[e].kv_length, rows});
-    rows += q_heads * seqs[e].queries;
-    for (uint32_t f = 0; f < seqs[e].queries; f += t.tile_queries)
-      tiles.insert(tiles.end(), {e, f});
-  }
-  const uint32_t dk = kv.desc.head_dim, dv = kv.desc.v_head_dim;
-  Buffer eb = c.make_buffer(BufferKind::device_local, entries.size() * 4, "entries");
-  Buffer tb = c.make_buffer(BufferKind::device_local, tiles.size() * 4, "tiles");
-  Buffer qb = c.make_buffer(BufferKind::device_local, q.size_bytes(), "q");
-  Buffer ob = c.make_buffer(BufferKind::device_local, uint64_t{rows} * dv * 4, "out");
-  std::vector<float> sinks = o.sinks.empty() ? std::vector<float>(1, 0.0f) : o.sinks;
-  Buffer sb = c.make_buffer(BufferKind::device_local, sinks.size() * 4, "sinks");
-  c.upload(eb, 0, entries.data(), entries.size() * 4);
-  c.upload(tb, 0, tiles.data(), tiles.size() * 4);
-  c.upload(qb, 0, q.data(), q.size_bytes());
-  c.upload(sb, 0, sinks.data(), sinks.size() * 4);
-  Binding pool;
-  if (uses_texel_view(t.load_path)) {
-    pool.texel_view = kv.texel_view->handle();
-  } else {
-    pool.buffer = kv.pool.handle();
-  }
-  DescriptorSet set(c.device, *pipe,
-                    {pool,
-                     {kv.block_table.handle()},
-                     {eb.handle()},
-                     {tb.handle()},
-                     {qb.handle()},
-                     {ob.handle()},
-                     {sb.handle()}});
-  const Params p{q_heads,
-                 kv.desc.kv_heads,
-                 q_heads / kv.desc.kv_heads,
-                 t.head_chunks,
-                 kv.blocks_per_seq,
-                 kv.desc.capacity_tokens,
-                 1.0f / std::sqrt(static_cast<float>(dk)),
-                 o.softcap,
-                 o.window,
-                 o.causal ? 1u : 0u,
-                 o.sinks.empty() ? 0u : 1u,
-                 0};
-  c.submit([&](VkCommandBuffer cmd) {
-    memory_barrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
-                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT);
-    record_dispatch(cmd, *pipe, set.handle(), push_bytes(p),
-                    static_cast<uint32_t>(tiles.size() / 2), kv.desc.kv_heads * t.head_chunks);
-  });
-  std::vector<float> out(uint64_t{rows} * dv);
-  c.download(ob, 0, out.data(), out.size() * 4);
-  return out;
-}
+// As in prefill_test.cpp: K and V in [-1, 1] and f32 softmax state, so f32 rounding against
+// float64 is all that remains.
+constexpr double kAtol = 1e-5;
 
 struct Case {
-  const char* name;
-  uint32_t q_heads, kv_heads, dk, dv;
-  DType dtype;
-  Opts opts;
+  std::string name;
+  uint32_t q_heads = 8, kv_heads = 2, dk = 64, dv = 64;
+  DType dtype = DType::f16;
+  uint32_t capacity = 0;  // 0: the longest entry's kv_length
   std::vector<PrefillSeq> seqs;
+  bool causal = true;
+  uint32_t window = 0;
+  std::optional<float> softcap;
+  bool sinks = false;
 };
 
-class PrefillGpu : public GpuTest, public ::testing::WithParamInterface<Case> {};
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
-TEST_P(PrefillGpu, MatchesReference) {
-  const Case& cs = GetParam();
-  Context& ctx = context();
-  uint32_t batch = 0, cap = 0;
-  for (const PrefillSeq& s : cs.seqs) {
+// Runs `c` with the GPU tier (and `reduction` when given) and checks every entry's output.
+void run_case(const Case& c, const char* reduction = nullptr) {
+  ScopedEnv tier("GQAVK_TIER", "gpu");
+  ScopedEnv red("GQAVK_REDUCTION", reduction);
+  uint32_t batch = 0, cap = c.capacity;
+  for (const PrefillSeq& s : c.seqs) {
     batch = std::max(batch, s.seq + 1);
     cap = std::max(cap, s.kv_length);
   }
-  KvCacheDesc desc{batch, cs.kv_heads, cs.dk, cap, cs.dtype, 16, cs.dv};
-  KvCache cache(ctx, desc);
+  const KvCacheDesc desc{batch, c.kv_heads, c.dk, cap, c.dtype, 16, c.dv};
+  KvCache cache(context(), desc);
   const KvHost kv = random_kv(desc, 7);
   write_all(cache, kv);
-  size_t nq = 0;
-  for (const PrefillSeq& s : cs.seqs) nq += size_t{cs.q_heads} * s.queries * cs.dk;
-  const std::vector<float> q = random_values(nq, 3, -2.0f, 2.0f);
-  const std::vector<float> out = run_direct(ctx, cache, cs.q_heads, q, cs.seqs, cs.opts);
-  size_t qa = 0, oa = 0;
-  for (const PrefillSeq& s : cs.seqs) {
-    ref::Options ro;
-    ro.causal = cs.opts.causal;
-    ro.window = cs.opts.window;
-    ro.softcap = cs.opts.softcap;
-    ro.scale = double{1.0f / std::sqrt(static_cast<float>(cs.dk))};
-    ro.sinks = cs.opts.sinks;
-    const size_t qn = size_t{cs.q_heads} * s.queries * cs.dk;
-    const size_t on = size_t{cs.q_heads} * s.queries * cs.dv;
-    const std::vector<double> want =
-        ref::attention(std::span(q).subspan(qa, qn), kv.k_of(s.seq), kv.v_of(s.seq), cs.q_heads,
-                       cs.kv_heads, s.queries, s.kv_length, cs.dk, cs.dv, cap, ro);
-    EXPECT_TRUE(
-        all_close(std::span(out).subspan(oa, on), want, cs.q_heads * s.queries, cs.dv, 1e-5))
-        << "seq " << s.seq << " Lq " << s.queries << " Lk " << s.kv_length;
-    qa += qn;
-    oa += on;
+
+  PrefillDesc d;
+  d.q_heads = c.q_heads;
+  d.causal = c.causal;
+  d.window = c.window;
+  d.softcap = c.softcap;
+  if (c.sinks) {
+    for (uint32_t h = 0; h < c.q_heads; ++h)
+      d.sinks.push_back(-1.0f + 0.5f * static_cast<float>(h % 5));
   }
+  PrefillPlan plan(context(), cache, d);
+  const PrefillTuning& t = plan.impl().tuning;
+  ASSERT_EQ(t.tier, Tier::gpu);
+  if (reduction) {
+    EXPECT_EQ(t.reduction, Reduction::shared);
+  }
+
+  size_t queries = 0;
+  for (const PrefillSeq& s : c.seqs) queries += s.queries;
+  const std::vector<float> q = random_values(queries * c.q_heads * c.dk, 3, -2.0f, 2.0f);
+  const std::vector<float> out = plan.run(q, c.seqs);
+
+  ref::Options o;
+  o.scale = double{1.0f / std::sqrt(static_cast<float>(c.dk))};
+  o.causal = c.causal;
+  o.window = c.window;
+  o.softcap = c.softcap.value_or(0.0f);
+  o.sinks = d.sinks;
+  std::vector<double> want;
+  size_t at = 0;
+  for (const PrefillSeq& s : c.seqs) {
+    const size_t n = size_t{c.q_heads} * s.queries * c.dk;
+    const std::vector<double> r =
+        ref::attention(std::span(q).subspan(at, n), kv.k_of(s.seq), kv.v_of(s.seq), c.q_heads,
+                       c.kv_heads, s.queries, s.kv_length, c.dk, c.dv, cap, o);
+    want.insert(want.end(), r.begin(), r.end());
+    at += n;
+  }
+  if (std::getenv("GQAVK_TEST_PRINT_ERRORS")) {
+    std::printf("%s: max |diff| %.3g (lanes %u, subgroup %u, T %u, tile %u x %u heads, %u keys)\n",
+                c.name.c_str(), max_abs_diff(out, want), t.lanes, t.subgroup_lanes, t.lanes_per_row,
+                t.tile_queries, t.heads_per_workgroup, t.keys_per_tile);
+  }
+  EXPECT_TRUE(all_close(out, want, c.q_heads, c.dv, kAtol))
+      << c.name << ": lanes " << t.lanes << ", subgroup " << t.subgroup_lanes << ", T "
+      << t.lanes_per_row << ", tile " << t.tile_queries << " queries x " << t.heads_per_workgroup
+      << " heads, " << t.keys_per_tile << " keys";
 }
 
-std::vector<float> sinks(uint32_t h) {
-  std::vector<float> s(h);
-  for (uint32_t i = 0; i < h; ++i) s[i] = -1.0f + 0.5f * static_cast<float>(i % 5);
-  return s;
-}
-
-Case make(const char* name, uint32_t h, uint32_t g, uint32_t dk, uint32_t dv, DType dtype,
-          std::vector<PrefillSeq> seqs, bool causal = true, uint32_t window = 0, float softcap = 0,
-          bool with_sinks = false) {
-  Case c{name, h, g, dk, dv, dtype, {}, std::move(seqs)};
-  c.opts.causal = causal;
-  c.opts.window = window;
-  c.opts.softcap = softcap;
-  if (with_sinks) c.opts.sinks = sinks(h);
+Case make(std::string name, std::vector<PrefillSeq> seqs) {
+  Case c;
+  c.name = std::move(name);
+  c.seqs = std::move(seqs);
   return c;
 }
 
-std::vector<Case> every_width_cases() {
-  return {make("causal", 8, 2, 128, 128, DType::f16, {{0, 37, 37}, {1, 5, 50}}),
-          make("noncausal", 4, 4, 64, 64, DType::f32, {{0, 20, 9}, {1, 3, 33}}, false),
-          make("window_softcap", 8, 2, 96, 96, DType::f32, {{0, 30, 41}}, true, 7, 5.0f),
-          make("sinks", 8, 2, 128, 128, DType::f16, {{0, 19, 40}}, true, 0, 0, true),
-          make("mla", 4, 2, 192, 128, DType::f16, {{0, 9, 25}}),
-          make("falcon", 71, 1, 64, 64, DType::f16, {{0, 6, 21}})};
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  // Causal prompts of odd lengths (tiles cut by the end and by the diagonal), f16.
+  out.push_back(make("causal_f16", {{0, 37, 37}, {1, 80, 80}}));
+  // Chunked prefill: the last queries of a longer cache, a single-query entry, f32.
+  Case chunk = make("chunk_ragged_f32", {{0, 21, 150}, {1, 1, 77}, {2, 64, 64}});
+  chunk.dtype = DType::f32;
+  out.push_back(chunk);
+  // Cross attention: more queries than keys, every query sees every key.
+  Case cross = make("noncausal_f16", {{0, 40, 9}, {1, 3, 70}});
+  cross.causal = false;
+  out.push_back(cross);
+  // Window (tiles wholly before it are skipped) with softcap, Gemma-2-like 128 dims.
+  Case win = make("window_softcap_f32", {{0, 50, 120}, {1, 90, 90}});
+  win.dk = win.dv = 128;
+  win.dtype = DType::f32;
+  win.window = 17;
+  win.softcap = 4.0f;
+  out.push_back(win);
+  // Sinks, including a window so narrow some rows see few keys.
+  Case sink = make("sinks_window_f16", {{0, 33, 60}});
+  sink.sinks = true;
+  sink.window = 3;
+  out.push_back(sink);
+  // Dk=192 / Dv=128.
+  Case mla = make("mla_192_128_f16", {{0, 19, 45}});
+  mla.q_heads = 4;
+  mla.kv_heads = 4;
+  mla.dk = 192;
+  mla.dv = 128;
+  out.push_back(mla);
+  // MQA with 71 query heads (Falcon-7B): head chunks with a partial last one.
+  Case falcon = make("falcon_h71_g1_f16", {{0, 13, 29}});
+  falcon.q_heads = 71;
+  falcon.kv_heads = 1;
+  out.push_back(falcon);
+  return out;
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryWidth, PrefillGpu, ::testing::ValuesIn(every_width_cases()),
-                         [](const ::testing::TestParamInfo<Case>& p) {
-                           return std::string(p.param.name);
-                         });
+class PrefillGpuEveryWidth : public GpuTest, public ::testing::WithParamInterface<Case> {};
+
+TEST_P(PrefillGpuEveryWidth, MatchesReference) { run_case(GetParam()); }
+
+INSTANTIATE_TEST_SUITE_P(Cases, PrefillGpuEveryWidth, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& p) { return p.param.name; });
+
+class PrefillGpu : public GpuTest {};
+
+// Without subgroup operations: the butterflies go through shared memory.
+TEST_F(PrefillGpu, SharedMemoryReduction) {
+  Case c = make("shared_reduction", {{0, 37, 37}, {1, 5, 50}});
+  c.softcap = 6.0f;
+  c.sinks = true;
+  run_case(c, "shared");
+}
+
+// The tuning's tiles fit the device's shared memory and its rows fit whole subgroups.
+TEST_F(PrefillGpu, TuningFitsTheDevice) {
+  ScopedEnv tier("GQAVK_TIER", "gpu");
+  for (const auto& [dk, dv, dtype] :
+       {std::tuple{64u, 64u, DType::f16}, std::tuple{256u, 256u, DType::f32},
+        std::tuple{192u, 128u, DType::f32}}) {
+    const PrefillShape shape{32, 8, dk, dv, dtype, 256, 1 << 20, 4, 3};
+    const PrefillTuning t = choose_prefill_tuning(context().device(), shape, overrides_from_env());
+    EXPECT_EQ(t.tier, Tier::gpu);
+    EXPECT_LE(prefill_shared_bytes(shape, t), context().device().max_shared_memory_bytes);
+    EXPECT_EQ(t.keys_per_tile % 4, 0u);
+    EXPECT_EQ(t.lanes % t.subgroup_lanes, 0u);
+    EXPECT_LE(t.lanes_per_row, t.subgroup_lanes);
+  }
+}
 
 }  // namespace
 }  // namespace gqavk::test
