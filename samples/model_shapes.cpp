@@ -38,6 +38,7 @@ std::string shape_name(const ModelShape& s) {
     name += "/L:" + std::to_string(s.capacity_tokens);
   }
   if (s.batch != defaults.batch) name += "/B:" + std::to_string(s.batch);
+  if (s.v_head_dim && s.v_head_dim != s.head_dim) name += "/Dv:" + std::to_string(s.v_head_dim);
   return name;
 }
 
@@ -100,6 +101,22 @@ DecodeShape decode_shape(const ModelShape& m, const DeviceInfo& device) {
       2 * m.kv_heads * block_tokens * m.head_dim * dtype_bytes(m.dtype) * blocks * m.batch;
   s.block_shift = kBlockShift;
   s.group_shift = kv_group_shift(device, kBlockShift);
+  return s;
+}
+
+PrefillShape prefill_shape(const ModelShape& m, const DeviceInfo& device) {
+  const DecodeShape d = decode_shape(m, device);
+  PrefillShape s;
+  s.q_heads = m.q_heads;
+  s.kv_heads = m.kv_heads;
+  s.head_dim = m.head_dim;
+  s.v_head_dim = m.v_head_dim ? m.v_head_dim : m.head_dim;
+  s.dtype = m.dtype;
+  s.capacity_tokens = m.capacity_tokens;
+  // K slabs of Dk then V slabs of Dv per block (runtime/kv_cache_impl.hpp).
+  s.pool_bytes = d.pool_bytes / (2 * m.head_dim) * (s.head_dim + s.v_head_dim);
+  s.block_shift = d.block_shift;
+  s.group_shift = d.group_shift;
   return s;
 }
 

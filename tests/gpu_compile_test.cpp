@@ -1,5 +1,5 @@
-// AMD's compiler, without the GPU: builds gqavk's GPU-tier decode pipelines for the tests' model
-// shapes on RADV's null hardware (ctest runs this binary once per GPU family with
+// AMD's compiler, without the GPU: builds gqavk's GPU-tier decode and prefill pipelines for the
+// tests' model shapes on RADV's null hardware (ctest runs this binary once per GPU family with
 // RADV_FORCE_FAMILY set) and checks what ACO reports through VK_KHR_pipeline_executable_properties:
 // no spilled registers, no scratch memory, and enough subgroups per SIMD to hide memory latency.
 // Every pipeline's figures are printed as a table row, and at the end a Markdown summary for the
@@ -23,6 +23,7 @@
 #include "gqavk/gqavk.hpp"
 #include "model_shapes.hpp"
 #include "pipeline_statistics.hpp"
+#include "prefill_pipelines.hpp"
 #include "tuning.hpp"
 
 namespace gqavk::test {
@@ -52,6 +53,10 @@ uint32_t min_occupancy(const std::string& f, uint32_t head_dim) {
   if (is_gfx9(f)) return wide ? 2 : 3;
   return wide ? 4 : 8;
 }
+
+// Subgroups per SIMD a prefill pipeline needs: its tiles reuse each K/V load many times, so fewer
+// waves hide the latency, and its shared-memory tile bounds the waves of a CU.
+uint32_t min_prefill_occupancy(const std::string& f) { return is_gfx9(f) ? 2 : 4; }
 
 // One pipeline's figures, as ACO names them.
 struct Row {
@@ -101,25 +106,35 @@ std::string cells(const std::vector<const Row*>& rs, double Row::*field, bool la
 }
 
 // At exit: the decode pipelines' figures as a Markdown table, one row per model shape, the worst
-// of split and direct in each cell, one value per subgroup size.
+// of split and direct in each cell, one value per subgroup size; then the prefill pipelines'.
 class Summary : public ::testing::Environment {
  public:
   void TearDown() override {
+    size_t failed = 0;
+    for (const Row& r : rows()) failed += r.ok ? 0 : 1;
+    const bool printed = print_table("decode", "decode pipelines, worst of split and direct");
+    if (!print_table("prefill", "prefill pipelines (GPU tier)") && !printed) return;
+    std::printf(
+        "\n%s: %zu pipelines, %zu over the limits (no spills, no scratch, subgroups per "
+        "SIMD >= %u for decode with D <= 128, >= %u above, >= %u for prefill)\n",
+        family().c_str(), rows().size(), failed, min_occupancy(family(), 128),
+        min_occupancy(family(), 256), min_prefill_occupancy(family()));
+  }
+
+ private:
+  // The rows of `role` as a Markdown table; false when there are none.
+  static bool print_table(const std::string& role, const char* title) {
     std::vector<std::string> order;
     std::map<std::string, std::vector<const Row*>> by_shape;
-    size_t failed = 0;
     for (const Row& r : rows()) {
-      failed += r.ok ? 0 : 1;
-      if (r.role != "decode") continue;
+      if (r.role != role) continue;
       const std::string key = r.model + " " + r.shape;
       if (!by_shape.count(key)) order.push_back(key);
       by_shape[key].push_back(&r);
     }
-    if (order.empty()) return;
-    std::printf(
-        "\nSummary for the README (%s, decode pipelines, worst of split and direct; "
-        "values per subgroup size):\n\n",
-        family().c_str());
+    if (order.empty()) return false;
+    std::printf("\nSummary for the README (%s, %s; values per subgroup size):\n\n",
+                family().c_str(), title);
     std::printf(
         "| family | model shape | wave | VGPRs | SGPRs | spilled VGPRs | spilled SGPRs | "
         "scratch bytes | subgroups per SIMD |\n");
@@ -137,11 +152,7 @@ class Summary : public ::testing::Environment {
           cells(rs, &Row::spilled_sgprs, true).c_str(), cells(rs, &Row::scratch, true).c_str(),
           cells(rs, &Row::occupancy, false).c_str());
     }
-    std::printf(
-        "\n%s: %zu pipelines, %zu over the limits (no spills, no scratch, subgroups per "
-        "SIMD >= %u for D <= 128 and >= %u above)\n",
-        family().c_str(), rows().size(), failed, min_occupancy(family(), 128),
-        min_occupancy(family(), 256));
+    return true;
   }
 };
 
@@ -217,7 +228,8 @@ void check_pipeline(Context& ctx, const ModelShape& m, const char* mode, const c
   r.occupancy = need({"Subgroups per SIMD"});
   r.code_size = need({"Code size"});
   r.instructions = need({"Instructions"});
-  r.min_occupancy = min_occupancy(family(), m.head_dim);
+  r.min_occupancy = std::string(role) == "prefill" ? min_prefill_occupancy(family())
+                                                   : min_occupancy(family(), m.head_dim);
   std::string problems;
   if (r.spilled_vgprs != 0 || r.spilled_sgprs != 0) {
     problems += " spills " + std::to_string(static_cast<long>(r.spilled_vgprs)) + " VGPRs and " +
@@ -288,6 +300,48 @@ TEST_P(GpuCompileValueDim128, NoSpillsAndEnoughOccupancy) {
 INSTANTIATE_TEST_SUITE_P(Models, GpuCompileValueDim128,
                          ::testing::Values(ModelShape{"dsv2_v128", 16, 16, 192, DType::f16},
                                            ModelShape{"dsv2_v128", 16, 16, 192, DType::f32}),
+                         [](const ::testing::TestParamInfo<ModelShape>& p) {
+                           return p.param.model + "_" + to_string(p.param.dtype);
+                         });
+
+// The prefill shapes: the decode models' shapes, f16 and f32, and Dk=192 / Dv=128 (DeepSeek-V2's
+// attention as MHA).
+std::vector<ModelShape> prefill_shapes() {
+  std::vector<ModelShape> out = tools::model_shapes();
+  for (DType dtype : {DType::f16, DType::f32}) {
+    ModelShape m{"deepseek_v2_lite", 16, 16, 192, dtype};
+    m.v_head_dim = 128;
+    out.push_back(m);
+  }
+  return out;
+}
+
+using PrefillGpuCompile = GpuCompile;
+
+// The GPU-tier prefill pipeline the tuning picks for the shape, at every subgroup size the device
+// offers.
+TEST_P(PrefillGpuCompile, NoSpillsAndEnoughOccupancy) {
+  Context& ctx = *context_;
+  const ModelShape& m = GetParam();
+  const PrefillShape shape = tools::prefill_shape(m, ctx.device());
+  for (uint32_t size : subgroup_sizes(ctx.device())) {
+    TuningOverrides o;
+    o.tier = "gpu";
+    o.subgroup_size = size;
+    PrefillTuning t;
+    try {
+      t = choose_prefill_tuning(ctx.device(), shape, o);
+      check_prefill_limits(ctx.device(), shape, t);
+    } catch (const Error& e) {
+      ADD_FAILURE() << family() << " " << tools::shape_name(m) << " wave" << size << ": "
+                    << e.what();
+      continue;
+    }
+    check_pipeline(ctx, m, "tile", "prefill", size, prefill_pipeline_descs(shape, t).prefill);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, PrefillGpuCompile, ::testing::ValuesIn(prefill_shapes()),
                          [](const ::testing::TestParamInfo<ModelShape>& p) {
                            return p.param.model + "_" + to_string(p.param.dtype);
                          });

@@ -1,0 +1,189 @@
+#version 450
+// Prefill attention, CPU-driver tier (lavapipe): tiled flash attention with no score matrix in
+// memory. One workgroup = one (tile of TILE_Q queries of an entry, KV head g, chunk of HEADS query
+// heads of g's group). Each lane owns whole query rows: ROWS queries (q + r * LANES) x HEADS heads,
+// their pre-scaled q, softmax state and output accumulator. The workgroup walks the union of its
+// rows' visible keys in tiles of KEYS keys; each tile of K and V is read from the pool once,
+// widened to f32 into shared memory, and then feeds every row of the workgroup.
+//
+// Why this shape on lavapipe (DESIGN.md): a lane is one SIMD element, so whole rows per lane need
+// no cross-lane reduction; the tile loops are unrolled so every shared-memory read has a constant
+// index, which lavapipe turns into one broadcast load feeding HEADS * ROWS lanes' multiply-adds
+// (a dynamic index would be a loop over lanes); and only the staging pass touches the pool.
+#extension GL_EXT_control_flow_attributes : require
+#extension GL_GOOGLE_include_directive : require
+
+#include "kv_load.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint DK = 128;
+layout(constant_id = 2) const uint DV = 128;
+layout(constant_id = 3) const bool KV_F16 = true;
+layout(constant_id = 4) const uint BLOCK_SHIFT = 4;  // log2 of tokens per cache block
+layout(constant_id = 5) const uint GROUP_SHIFT = 3;  // log2 of the cache's token group
+layout(constant_id = 6) const uint TILE_Q = 8;       // queries per tile: LANES * ROWS
+layout(constant_id = 7) const uint HEADS = 4;        // query heads per workgroup
+layout(constant_id = 8) const uint KEYS = 8;         // keys per K/V tile, a multiple of LANES
+
+const uint LANES = gl_WorkGroupSize.x;
+const uint ROWS = TILE_Q / LANES;   // queries per lane
+const uint VALS = KV_F16 ? 8 : 4;   // values per 16-byte texel
+const uint HALVES = VALS / 4;       // vec4s per texel
+const uint ROW_K = DK / VALS, ROW_V = DV / VALS;  // texels per K and V row
+const uint QK = DK / 4, QV = DV / 4;              // vec4s per q and output row
+const uint NR = ROWS * HEADS;                     // rows per lane, row index rh = r * HEADS + h
+
+#include "prefill_io.glsl"
+
+shared vec4 k_sh[KEYS * QK];
+shared vec4 v_sh[KEYS * QV];
+
+void unpack(uvec4 t, out vec4 lo, out vec4 hi) {
+  if (KV_F16) {
+    lo = vec4(unpackHalf2x16(t.x), unpackHalf2x16(t.y));
+    hi = vec4(unpackHalf2x16(t.z), unpackHalf2x16(t.w));
+  } else {
+    lo = uintBitsToFloat(t);
+    hi = vec4(0.0);
+  }
+}
+
+// Widens `texels` texels of a row starting at `at` into dst[first ...]: all fetches are issued
+// before any store (lavapipe's texel fetch is a call that clobbers vector registers).
+void stage_k(uint at, uint first) {
+  uvec4 t[ROW_K];
+  [[unroll]] for (uint c = 0; c < ROW_K; ++c) t[c] = kv_texel(at + (c << GROUP_SHIFT));
+  [[unroll]] for (uint c = 0; c < ROW_K; ++c) {
+    vec4 lo, hi;
+    unpack(t[c], lo, hi);
+    k_sh[first + c * HALVES] = lo;
+    if (KV_F16) k_sh[first + c * HALVES + 1] = hi;
+  }
+}
+
+void stage_v(uint at, uint first) {
+  uvec4 t[ROW_V];
+  [[unroll]] for (uint c = 0; c < ROW_V; ++c) t[c] = kv_texel(at + (c << GROUP_SHIFT));
+  [[unroll]] for (uint c = 0; c < ROW_V; ++c) {
+    vec4 lo, hi;
+    unpack(t[c], lo, hi);
+    v_sh[first + c * HALVES] = lo;
+    if (KV_F16) v_sh[first + c * HALVES + 1] = hi;
+  }
+}
+
+void main() {
+  const uint lane = gl_LocalInvocationID.x;
+  const uvec2 tile = tiles[gl_WorkGroupID.x];
+  const uvec4 entry = entries[tile.x];
+  const uint b = entry.x, lq = entry.y, lk = min(entry.z, pc.capacity), first_row = entry.w;
+  const uint g = gl_WorkGroupID.y / pc.head_chunks;
+  const uint first_head = g * pc.group_size + (gl_WorkGroupID.y % pc.head_chunks) * HEADS;
+  const uint last_head = (g + 1u) * pc.group_size;  // exclusive
+  const uint q_last = min(tile.y + TILE_Q, lq) - 1u;
+  // Query i sits at position lk - lq + i (wraps when lq > lk, which only non-causal allows, and
+  // visible_keys then ignores it).
+  const uint shift = lk - lq;
+
+  // The workgroup's keys: the union of its rows' ranges, contiguous because its queries are.
+  uint wg_lo, wg_hi, unused_lo, unused_hi;
+  visible_keys(shift + tile.y, lk, wg_lo, unused_hi);
+  visible_keys(shift + q_last, lk, unused_lo, wg_hi);
+
+  // This lane's rows: queries (clamped to the tile; past it they are computed, not written) and
+  // heads (clamped to the group; past it likewise), with their own key ranges.
+  uint query[ROWS], lo[ROWS], hi[ROWS];
+  [[unroll]] for (uint r = 0; r < ROWS; ++r) {
+    query[r] = min(tile.y + r * LANES + lane, q_last);
+    visible_keys(shift + query[r], lk, lo[r], hi[r]);
+  }
+  vec4 q[NR * QK];
+  [[unroll]] for (uint r = 0; r < ROWS; ++r) {
+    [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+      const uint row = first_row + min(first_head + h, last_head - 1u) * lq + query[r];
+      [[unroll]] for (uint c = 0; c < QK; ++c) q[(r * HEADS + h) * QK + c] = q_in[row * QK + c] * pc.scale;
+    }
+  }
+
+  float m_run[NR], l_run[NR];
+  vec4 acc[NR * QV];
+  [[unroll]] for (uint rh = 0; rh < NR; ++rh) {
+    m_run[rh] = M_START;
+    l_run[rh] = 0.0;
+  }
+  [[unroll]] for (uint i = 0; i < NR * QV; ++i) acc[i] = vec4(0.0);
+
+  for (uint t0 = wg_lo; t0 < wg_hi; t0 += KEYS) {
+    // 1. Stage the tile: lane takes keys lane, lane + LANES, ...; keys past wg_hi repeat the last
+    // one (and are masked below).
+    barrier();  // the previous tile's reads are done
+    [[unroll]] for (uint u = 0; u < KEYS / LANES; ++u) {
+      const uint j = u * LANES + lane;
+      uint v_at;
+      const uint k_at = kv_key_at(b, g, min(t0 + j, wg_hi - 1u), v_at);
+      stage_k(k_at, j * QK);
+      stage_v(v_at, j * QV);
+    }
+    barrier();
+
+    // 2. Scores s = q.k (q is pre-scaled), every shared read at a constant index.
+    float s[NR * KEYS];
+    [[unroll]] for (uint i = 0; i < NR * KEYS; ++i) s[i] = 0.0;
+    [[unroll]] for (uint c = 0; c < QK; ++c) {
+      [[unroll]] for (uint j = 0; j < KEYS; ++j) {
+        const vec4 k = k_sh[j * QK + c];
+        [[unroll]] for (uint rh = 0; rh < NR; ++rh) s[rh * KEYS + j] += dot(q[rh * QK + c], k);
+      }
+    }
+
+    // 3. Online softmax per row: softcap, the row's own key range, p = exp(s - m).
+    float alpha[NR];
+    [[unroll]] for (uint rh = 0; rh < NR; ++rh) {
+      const uint r = rh / HEADS;
+      float mx = M_START;
+      [[unroll]] for (uint j = 0; j < KEYS; ++j) {
+        const bool valid = t0 + j >= lo[r] && t0 + j < hi[r];
+        const float x = apply_softcap(s[rh * KEYS + j], pc.softcap);
+        s[rh * KEYS + j] = x;
+        mx = valid ? max(mx, x) : mx;
+      }
+      const float m_new = max(m_run[rh], mx);
+      alpha[rh] = exp(m_run[rh] - m_new);
+      float sum = 0.0;
+      [[unroll]] for (uint j = 0; j < KEYS; ++j) {
+        const bool valid = t0 + j >= lo[r] && t0 + j < hi[r];
+        const float p = valid ? exp(s[rh * KEYS + j] - m_new) : 0.0;
+        s[rh * KEYS + j] = p;
+        sum += p;
+      }
+      l_run[rh] = l_run[rh] * alpha[rh] + sum;
+      m_run[rh] = m_new;
+    }
+
+    // 4. acc = acc * alpha + sum over the tile of p * v, one vec4 column at a time.
+    [[unroll]] for (uint c = 0; c < QV; ++c) {
+      vec4 part[NR];
+      [[unroll]] for (uint rh = 0; rh < NR; ++rh) part[rh] = acc[rh * QV + c] * alpha[rh];
+      [[unroll]] for (uint j = 0; j < KEYS; ++j) {
+        const vec4 v = v_sh[j * QV + c];
+        [[unroll]] for (uint rh = 0; rh < NR; ++rh) part[rh] += s[rh * KEYS + j] * v;
+      }
+      [[unroll]] for (uint rh = 0; rh < NR; ++rh) acc[rh * QV + c] = part[rh];
+    }
+  }
+
+  // 5. Normalise (with the sink's share of the denominator) and write this lane's rows.
+  [[unroll]] for (uint r = 0; r < ROWS; ++r) {
+    if (tile.y + r * LANES + lane >= lq) continue;
+    [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+      const uint head = first_head + h;
+      if (head >= last_head) continue;
+      const uint rh = r * HEADS + h;
+      const float l = l_run[rh];
+      const float f = pc.has_sinks != 0u ? sink_factor(m_run[rh], l, sinks[head])
+                                         : (l > 0.0 ? 1.0 / l : 0.0);
+      const uint row = first_row + head * lq + query[r];
+      [[unroll]] for (uint c = 0; c < QV; ++c) o_out[row * QV + c] = acc[rh * QV + c] * f;
+    }
+  }
+}
