@@ -1,12 +1,14 @@
 // gqavk-run: grouped-query attention of .npy tensors on a Vulkan device.
 //
-//   gqavk-run --q Q.npy --k K.npy --v V.npy --out O.npy [--scale S] [--kv-dtype f32|f16]
-//             [--device D]
+//   gqavk-run --q Q.npy --k K.npy --v V.npy --out O.npy [--causal] [--window W] [--softcap C]
+//             [--sinks S.npy] [--scale S] [--kv-dtype f32|f16] [--device D]
 //
-// Q is [B, H, Lq, D], K and V are [B, G, Lk, D] (PyTorch scaled_dot_product_attention layout),
-// float32 or float16, C order; O is float32 [B, H, Lq, D]. Only Lq == 1 (decode) runs today.
+// Q is [B, H, Lq, Dk], K is [B, G, Lk, Dk] and V [B, G, Lk, Dv] (PyTorch
+// scaled_dot_product_attention layout), float32 or float16, C order; O is float32 [B, H, Lq, Dv].
+// Lq == 1 runs decode (DecodePlan, split-K), Lq > 1 prefill (PrefillPlan).
 // Exit status: 0 on success, 1 for bad input files or a failure of the device, 2 for bad flags.
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstddef>
@@ -32,26 +34,36 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
 constexpr const char* kUsage =
-    "usage: gqavk-run --q Q.npy --k K.npy --v V.npy --out O.npy [--scale S]\n"
-    "                 [--kv-dtype f32|f16] [--device D]\n";
+    "usage: gqavk-run --q Q.npy --k K.npy --v V.npy --out O.npy [--causal] [--window W]\n"
+    "                 [--softcap C] [--sinks S.npy] [--scale S] [--kv-dtype f32|f16]\n"
+    "                 [--device D]\n";
 
 constexpr const char* kHelp =
     "\n"
     "Runs grouped-query attention on a Vulkan device and writes the output as .npy.\n"
     "\n"
-    "  --q Q.npy          queries [B, H, Lq, D], float32 or float16, C order\n"
-    "  --k K.npy          keys [B, G, Lk, D]; query head h reads KV head h / (H / G)\n"
-    "  --v V.npy          values [B, G, Lk, D], the same shape as K\n"
-    "  --out O.npy        output, float32 [B, H, Lq, D]\n"
-    "  --scale S          softmax scale, a finite number > 0 (default 1/sqrt(D))\n"
+    "  --q Q.npy          queries [B, H, Lq, Dk], float32 or float16, C order\n"
+    "  --k K.npy          keys [B, G, Lk, Dk]; query head h reads KV head h / (H / G)\n"
+    "  --v V.npy          values [B, G, Lk, Dv]; Dv is Dk, or 128 with Dk 192\n"
+    "  --out O.npy        output, float32 [B, H, Lq, Dv]\n"
+    "  --causal           causal attention, bottom-right aligned: query i sits at position\n"
+    "                     Lk - Lq + i and sees keys j <= its position (needs Lq <= Lk).\n"
+    "                     Without it every query sees all Lk keys (cross attention)\n"
+    "  --window W         sliding window of W >= 1 keys: the query at position p sees keys\n"
+    "                     p - W < j <= p (needs --causal when Lq > 1)\n"
+    "  --softcap C        logit softcap C > 0: s = C * tanh(s / C) after scaling\n"
+    "  --sinks S.npy      attention sinks, float32 [H]: one logit per query head that joins\n"
+    "                     the softmax denominator (never scaled or capped)\n"
+    "  --scale S          softmax scale, a finite number > 0 (default 1/sqrt(Dk))\n"
     "  --kv-dtype T       KV cache storage, f32 or f16 (default f16 if K and V are float16,\n"
     "                     else f32)\n"
     "  --device D         Vulkan device index or name substring (default: GQAVK_DEVICE, else\n"
     "                     the best device)\n"
     "  --help             print this help and exit\n"
     "\n"
-    "Only Lq == 1 (one decode step per sequence) is supported; multi-token (prefill) attention\n"
-    "is not supported yet. Flags take their value as the next argument or after '='.\n";
+    "Lq == 1 runs one decode step per sequence (the query is the newest token, so --causal\n"
+    "changes nothing); Lq > 1 runs prefill. Flags other than --causal and --help take their\n"
+    "value as the next argument or after '='.\n";
 
 // A bad command line: reported with the usage text and exit status 2.
 class UsageError : public std::runtime_error {
@@ -64,29 +76,45 @@ struct Options {
   std::string k_path;
   std::string v_path;
   std::string out_path;
+  std::string sinks_path;
   std::optional<float> scale;
+  std::optional<float> softcap;
+  uint32_t window = 0;
+  bool causal = false;
   std::optional<gqavk::DType> kv_dtype;
   std::string device;
 };
 
 enum class Action { run, help };
 
-float parse_scale(std::string_view text) {
+// A finite float > 0 given to `flag` (--scale, --softcap).
+float parse_positive(std::string_view flag, std::string_view text, const char* example) {
   double value = 0;
   const char* first = text.data();
   const char* last = text.data() + text.size();
   const auto [end, ec] = std::from_chars(first, last, value);
   if (text.empty() || ec == std::errc::invalid_argument || end != last) {
-    throw UsageError("--scale '" + std::string(text) + "' is not a number (expected a finite " +
-                     "number > 0, e.g. 0.125)");
+    throw UsageError(std::string(flag) + " '" + std::string(text) +
+                     "' is not a number (expected a finite number > 0, e.g. " + example + ")");
   }
-  const auto scale = static_cast<float>(value);
+  const auto x = static_cast<float>(value);
   // ec == result_out_of_range covers 1e999 and 1e-999; both end up non-finite or 0 as a float.
-  if (ec != std::errc() || !std::isfinite(value) || !std::isfinite(scale) || !(scale > 0)) {
-    throw UsageError("--scale " + std::string(text) +
+  if (ec != std::errc() || !std::isfinite(value) || !std::isfinite(x) || !(x > 0)) {
+    throw UsageError(std::string(flag) + " " + std::string(text) +
                      " is not valid (expected a finite number > 0 that fits a float)");
   }
-  return scale;
+  return x;
+}
+
+uint32_t parse_window(std::string_view text) {
+  uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value == 0 ||
+      value > std::numeric_limits<uint32_t>::max()) {
+    throw UsageError("--window '" + std::string(text) +
+                     "' is not valid (expected a whole number of keys from 1 to 4294967295)");
+  }
+  return static_cast<uint32_t>(value);
 }
 
 gqavk::DType parse_kv_dtype(std::string_view text) {
@@ -99,9 +127,17 @@ gqavk::DType parse_kv_dtype(std::string_view text) {
 Action parse_args(int argc, char** argv, Options& options) {
   bool seen_q = false, seen_k = false, seen_v = false, seen_out = false;
   bool seen_scale = false, seen_dtype = false, seen_device = false;
+  bool seen_window = false, seen_softcap = false, seen_sinks = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") return Action::help;
+    if (arg.substr(0, 8) == "--causal") {
+      if (arg != "--causal")
+        throw UsageError("--causal takes no value (got '" + std::string(arg) + "')");
+      if (options.causal) throw UsageError("--causal is given more than once");
+      options.causal = true;
+      continue;
+    }
     if (arg.size() < 3 || arg.substr(0, 2) != "--") {
       throw UsageError("unexpected argument '" + std::string(arg) +
                        "' (every input is given with a flag, e.g. --q Q.npy)");
@@ -124,6 +160,12 @@ Action parse_args(int argc, char** argv, Options& options) {
       seen = &seen_dtype;
     } else if (name == "--device") {
       seen = &seen_device;
+    } else if (name == "--window") {
+      seen = &seen_window;
+    } else if (name == "--softcap") {
+      seen = &seen_softcap;
+    } else if (name == "--sinks") {
+      seen = &seen_sinks;
     } else {
       throw UsageError("unknown flag '" + std::string(name) + "'");
     }
@@ -146,7 +188,13 @@ Action parse_args(int argc, char** argv, Options& options) {
     } else if (name == "--out") {
       options.out_path = value;
     } else if (name == "--scale") {
-      options.scale = parse_scale(value);
+      options.scale = parse_positive(name, value, "0.125");
+    } else if (name == "--softcap") {
+      options.softcap = parse_positive(name, value, "50");
+    } else if (name == "--window") {
+      options.window = parse_window(value);
+    } else if (name == "--sinks") {
+      options.sinks_path = value;
     } else if (name == "--kv-dtype") {
       options.kv_dtype = parse_kv_dtype(value);
     } else {
@@ -177,7 +225,7 @@ std::string shape_string(const std::vector<size_t>& shape) {
 
 // The attention shape, checked to be consistent across Q, K and V.
 struct Shape {
-  uint32_t batch = 0, q_heads = 0, kv_heads = 0, q_len = 0, kv_len = 0, head_dim = 0;
+  uint32_t batch = 0, q_heads = 0, kv_heads = 0, q_len = 0, kv_len = 0, head_dim = 0, v_dim = 0;
 };
 
 Shape check_shapes(const Options& o, const gqavk::npy::Array& q, const gqavk::npy::Array& k,
@@ -185,22 +233,22 @@ Shape check_shapes(const Options& o, const gqavk::npy::Array& q, const gqavk::np
   const auto has = [](const std::string& path, const gqavk::npy::Array& a) {
     return path + " has shape " + shape_string(a.shape);
   };
-  if (q.shape.size() != 4) fail(has(o.q_path, q) + " (expected rank 4: [B, H, Lq, D])");
-  if (k.shape.size() != 4) fail(has(o.k_path, k) + " (expected rank 4: [B, G, Lk, D])");
-  if (v.shape.size() != 4) fail(has(o.v_path, v) + " (expected rank 4: [B, G, Lk, D])");
-  if (k.shape != v.shape) {
+  if (q.shape.size() != 4) fail(has(o.q_path, q) + " (expected rank 4: [B, H, Lq, Dk])");
+  if (k.shape.size() != 4) fail(has(o.k_path, k) + " (expected rank 4: [B, G, Lk, Dk])");
+  if (v.shape.size() != 4) fail(has(o.v_path, v) + " (expected rank 4: [B, G, Lk, Dv])");
+  if (!std::equal(k.shape.begin(), k.shape.begin() + 3, v.shape.begin())) {
     fail(has(o.k_path, k) + " but " + o.v_path + " has " + shape_string(v.shape) +
-         " (expected equal shapes)");
+         " (expected equal B, G and Lk; only the head dim may differ)");
   }
   const auto disagree = [&](const char* what, size_t qi, size_t ki) {
     if (q.shape[qi] != k.shape[ki]) {
       fail(has(o.q_path, q) + " but " + o.k_path + " has " + shape_string(k.shape) + " (" + what +
            " differs: " + std::to_string(q.shape[qi]) + " vs " + std::to_string(k.shape[ki]) +
-           "; expected Q [B, H, Lq, D] and K, V [B, G, Lk, D])");
+           "; expected Q [B, H, Lq, Dk] and K [B, G, Lk, Dk])");
     }
   };
   disagree("batch B", 0, 0);
-  disagree("head dim D", 3, 3);
+  disagree("head dim Dk", 3, 3);
 
   const auto positive = [](const std::string& what, const std::string& path, size_t value,
                            const std::string& expected) {
@@ -213,8 +261,9 @@ Shape check_shapes(const Options& o, const gqavk::npy::Array& q, const gqavk::np
   Shape s;
   s.batch = positive("batch B", o.q_path, q.shape[0], "at least 1 sequence");
   s.q_heads = positive("query heads H", o.q_path, q.shape[1], "at least 1");
-  s.q_len = positive("query length Lq", o.q_path, q.shape[2], "1 query token per sequence");
-  s.head_dim = positive("head dim D", o.q_path, q.shape[3], "64, 80, 96, 112, 128, 192 or 256");
+  s.q_len = positive("query length Lq", o.q_path, q.shape[2], "at least 1 query per sequence");
+  s.head_dim = positive("head dim Dk", o.q_path, q.shape[3], "64, 80, 96, 112, 128, 192 or 256");
+  s.v_dim = positive("head dim Dv", o.v_path, v.shape[3], "64, 80, 96, 112, 128, 192 or 256");
   s.kv_heads = positive("KV heads G", o.k_path, k.shape[1], "at least 1");
   s.kv_len = positive("key length Lk", o.k_path, k.shape[2], "at least 1 key per sequence");
   if (s.q_heads % s.kv_heads != 0) {
@@ -222,10 +271,14 @@ Shape check_shapes(const Options& o, const gqavk::npy::Array& q, const gqavk::np
          ": query heads H = " + std::to_string(s.q_heads) + " is not a multiple of KV heads G = " +
          std::to_string(s.kv_heads) + " (expected H % G == 0)");
   }
-  if (s.q_len != 1) {
-    fail(has(o.q_path, q) + ": Lq = " + std::to_string(s.q_len) +
-         " query tokens per sequence; multi-token (prefill) attention is not supported yet, " +
-         "only Lq == 1 (decode) is");
+  if (o.causal && s.q_len > s.kv_len) {
+    fail(has(o.q_path, q) + " and " + o.k_path + " has " + shape_string(k.shape) + ": Lq = " +
+         std::to_string(s.q_len) + " queries but only Lk = " + std::to_string(s.kv_len) +
+         " keys (--causal needs Lq <= Lk: the queries are the last Lq of the Lk tokens)");
+  }
+  if (o.window && !o.causal && s.q_len > 1) {
+    fail("--window " + std::to_string(o.window) + " needs --causal when Lq > 1 (" +
+         has(o.q_path, q) + ")");
   }
   return s;
 }
@@ -257,6 +310,18 @@ int run(const Options& o) {
   const gqavk::npy::Array k = gqavk::npy::load(o.k_path);
   const gqavk::npy::Array v = gqavk::npy::load(o.v_path);
   const Shape s = check_shapes(o, q, k, v);
+  std::vector<float> sinks;
+  if (!o.sinks_path.empty()) {
+    const gqavk::npy::Array a = gqavk::npy::load(o.sinks_path);
+    if (a.dtype != gqavk::npy::Dtype::f32 || a.shape != std::vector<size_t>{s.q_heads}) {
+      fail(o.sinks_path + " has shape " + shape_string(a.shape) +
+           (a.dtype == gqavk::npy::Dtype::f32 ? "" : " and dtype float16") +
+           " (expected float32 [H] = (" + std::to_string(s.q_heads) +
+           ",): one logit per query head)");
+    }
+    check_values(o.sinks_path, a, false);
+    sinks = a.data;
+  }
   const bool kv_files_f16 = k.dtype == gqavk::npy::Dtype::f16 && v.dtype == gqavk::npy::Dtype::f16;
   const gqavk::DType kv_dtype =
       o.kv_dtype.value_or(kv_files_f16 ? gqavk::DType::f16 : gqavk::DType::f32);
@@ -285,38 +350,78 @@ int run(const Options& o) {
   };
   std::optional<gqavk::KvCache> cache;
   try {
-    cache.emplace(context, gqavk::KvCacheDesc{s.batch, s.kv_heads, s.head_dim, s.kv_len, kv_dtype});
+    gqavk::KvCacheDesc kd{s.batch, s.kv_heads, s.head_dim, s.kv_len, kv_dtype};
+    kd.v_head_dim = s.v_dim;
+    cache.emplace(context, kd);
     // One batch entry of [B, G, Lk, D] is the [G, Lk, D] slice KvCache::write takes.
-    const size_t per_seq = size_t{s.kv_heads} * s.kv_len * s.head_dim;
+    const size_t k_per_seq = size_t{s.kv_heads} * s.kv_len * s.head_dim;
+    const size_t v_per_seq = size_t{s.kv_heads} * s.kv_len * s.v_dim;
     for (uint32_t b = 0; b < s.batch; ++b) {
-      cache->write(b, 0, s.kv_len, std::span(k.data).subspan(b * per_seq, per_seq),
-                   std::span(v.data).subspan(b * per_seq, per_seq));
+      cache->write(b, 0, s.kv_len, std::span(k.data).subspan(b * k_per_seq, k_per_seq),
+                   std::span(v.data).subspan(b * v_per_seq, v_per_seq));
     }
   } catch (const gqavk::Error& e) {
     throw kv_error(e);
   }
 
-  gqavk::DecodeDesc desc;
-  desc.q_heads = s.q_heads;
-  desc.scale = o.scale;
-  gqavk::DecodePlan plan(context, *cache, desc);
-  const std::vector<uint32_t> lengths(s.batch, s.kv_len);
-  // Q [B, H, 1, D] in C order is the [B, H, D] array the plan takes, and likewise for O.
-  std::vector<float> out = plan.run(q.data, lengths);
-  // A first run's GPU time can include the driver compiling the kernel at its first dispatch
-  // (lavapipe JIT-compiles then, seconds on a cold shader cache), so time a second, identical run.
-  const double first_gpu_ns = plan.last_gpu_ns();
-  plan.run(q.data, lengths, out);
-  gqavk::npy::save_f32(o.out_path, {s.batch, s.q_heads, 1, s.head_dim}, out);
+  // Lq == 1: a decode step (split-K); Lq > 1: prefill, one entry per sequence. Both are run twice
+  // and the second timed: a first run's GPU time can include the driver compiling the kernel at
+  // its first dispatch (lavapipe JIT-compiles then, seconds on a cold shader cache).
+  std::vector<float> out;
+  double first_gpu_ns = 0, gpu_ns = 0;
+  std::string plan_info;
+  if (s.q_len == 1) {
+    gqavk::DecodeDesc desc;
+    desc.q_heads = s.q_heads;
+    desc.scale = o.scale;
+    desc.window = o.window;
+    desc.softcap = o.softcap;
+    desc.sinks = sinks;
+    gqavk::DecodePlan plan(context, *cache, desc);
+    const std::vector<uint32_t> lengths(s.batch, s.kv_len);
+    // Q [B, H, 1, Dk] in C order is the [B, H, Dk] array the plan takes, and likewise for O.
+    out = plan.run(q.data, lengths);
+    first_gpu_ns = plan.last_gpu_ns();
+    plan.run(q.data, lengths, out);
+    gpu_ns = plan.last_gpu_ns();
+    plan_info = "decode splits=" + std::to_string(plan.splits());
+  } else {
+    gqavk::PrefillDesc desc;
+    desc.q_heads = s.q_heads;
+    desc.scale = o.scale;
+    desc.causal = o.causal;
+    desc.window = o.window;
+    desc.softcap = o.softcap;
+    desc.sinks = sinks;
+    gqavk::PrefillPlan plan(context, *cache, desc);
+    std::vector<gqavk::PrefillSeq> seqs;
+    for (uint32_t b = 0; b < s.batch; ++b) seqs.push_back({b, s.q_len, s.kv_len});
+    // Q [B, H, Lq, Dk] in C order packs each sequence's [H, Lq, Dk] block, as the plan takes it.
+    out = plan.run(q.data, seqs);
+    first_gpu_ns = plan.last_gpu_ns();
+    plan.run(q.data, seqs, out);
+    gpu_ns = plan.last_gpu_ns();
+    plan_info = std::string("prefill ") + (o.causal ? "causal" : "non-causal");
+  }
+  gqavk::npy::save_f32(o.out_path, {s.batch, s.q_heads, s.q_len, s.v_dim}, out);
 
   const double scale = o.scale ? *o.scale : 1.0 / std::sqrt(static_cast<double>(s.head_dim));
-  const double gpu_ns = plan.last_gpu_ns();
   const std::string gpu = gpu_ns > 0
                               ? format_ms(gpu_ns) + " (first run " + format_ms(first_gpu_ns) + ")"
                               : std::string("n/a (no timestamps)");
-  std::printf("gqavk-run: %s: B=%u H=%u G=%u Lk=%u D=%u kv=%s scale=%g splits=%u gpu=%s -> %s\n",
-              context.device().name.c_str(), s.batch, s.q_heads, s.kv_heads, s.kv_len, s.head_dim,
-              gqavk::to_string(kv_dtype), scale, plan.splits(), gpu.c_str(), o.out_path.c_str());
+  std::string extras;
+  if (o.window) extras += " window=" + std::to_string(o.window);
+  if (o.softcap) {
+    char text[32];
+    std::snprintf(text, sizeof(text), " softcap=%g", double{*o.softcap});
+    extras += text;
+  }
+  if (!sinks.empty()) extras += " sinks";
+  std::printf(
+      "gqavk-run: %s: B=%u H=%u G=%u Lq=%u Lk=%u Dk=%u Dv=%u kv=%s scale=%g%s %s gpu=%s -> %s\n",
+      context.device().name.c_str(), s.batch, s.q_heads, s.kv_heads, s.q_len, s.kv_len, s.head_dim,
+      s.v_dim, gqavk::to_string(kv_dtype), scale, extras.c_str(), plan_info.c_str(), gpu.c_str(),
+      o.out_path.c_str());
   return 0;
 }
 

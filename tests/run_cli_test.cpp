@@ -5,6 +5,7 @@
 #include <stdlib.h>    // mkdtemp
 #include <sys/wait.h>  // WIFEXITED, WEXITSTATUS
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <fstream>
 #include <iterator>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -230,8 +232,9 @@ TEST_P(RunCliDecode, MatchesReference) {
   const Result r = run(args(extra));
   ASSERT_EQ(r.code, 0) << "stderr: " << r.err;
   const std::string summary = "B=" + std::to_string(b) + " H=" + std::to_string(h) +
-                              " G=" + std::to_string(g) + " Lk=" + std::to_string(lk) +
-                              " D=" + std::to_string(d) + " kv=" + (kv_f16 ? "f16" : "f32");
+                              " G=" + std::to_string(g) + " Lq=1 Lk=" + std::to_string(lk) +
+                              " Dk=" + std::to_string(d) + " Dv=" + std::to_string(d) +
+                              " kv=" + (kv_f16 ? "f16" : "f32");
   EXPECT_NE(r.out.find(summary), std::string::npos) << "want '" << summary << "' in: " << r.out;
   EXPECT_NE(r.out.find("gpu="), std::string::npos) << r.out;
 
@@ -264,6 +267,93 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"KvF16OnF32FilesD128", 1, 8, 2, 45, 128, false, "f16", std::nullopt},
                       Case{"Scale", 1, 8, 2, 50, 64, false, nullptr, 0.3f}),
     [](const ::testing::TestParamInfo<Case>& p) { return std::string(p.param.name); });
+
+// Prefill (Lq > 1) and the model options, for prefill and decode, against ref::attention.
+struct AttnCase {
+  const char* name;
+  uint32_t batch, q_heads, kv_heads, q_len, kv_len, dk, dv;
+  bool causal;
+  uint32_t window;
+  float softcap;             // 0: none
+  std::vector<float> sinks;  // empty: none
+};
+
+class RunCliAttention : public RunCli, public ::testing::WithParamInterface<AttnCase> {};
+
+TEST_P(RunCliAttention, MatchesReference) {
+  const AttnCase& c = GetParam();
+  const size_t b = c.batch, h = c.q_heads, g = c.kv_heads, lq = c.q_len, lk = c.kv_len;
+  const std::vector<float> q = random_values(b * h * lq * c.dk, 3, -2, 2);
+  const std::vector<float> k = random_values(b * g * lk * c.dk, 1);
+  const std::vector<float> v = random_values(b * g * lk * c.dv, 2);
+  npy::save_f32(path("Q.npy"), {b, h, lq, c.dk}, q);
+  npy::save_f32(path("K.npy"), {b, g, lk, c.dk}, k);
+  npy::save_f32(path("V.npy"), {b, g, lk, c.dv}, v);
+  std::vector<std::string> extra;
+  if (c.causal) extra.push_back("--causal");
+  if (c.window) extra.insert(extra.end(), {"--window", std::to_string(c.window)});
+  if (c.softcap > 0) extra.insert(extra.end(), {"--softcap", std::to_string(c.softcap)});
+  if (!c.sinks.empty()) {
+    npy::save_f32(path("S.npy"), {h}, c.sinks);
+    extra.insert(extra.end(), {"--sinks", path("S.npy")});
+  }
+  const Result r = run(args(extra));
+  ASSERT_EQ(r.code, 0) << "stderr: " << r.err;
+  EXPECT_NE(r.out.find(lq == 1 ? "decode" : "prefill"), std::string::npos) << r.out;
+
+  const npy::Array o = npy::load(path("O.npy"));
+  ASSERT_EQ(o.shape, (std::vector<size_t>{b, h, lq, c.dv}));
+  ref::Options opt;
+  opt.causal = c.causal;
+  opt.window = c.window;
+  opt.softcap = c.softcap;
+  opt.sinks = c.sinks;
+  double max_err = 0;
+  for (size_t s = 0; s < b; ++s) {
+    const std::vector<double> want =
+        ref::attention(std::span(q).subspan(s * h * lq * c.dk, h * lq * c.dk),
+                       k.data() + s * g * lk * c.dk, v.data() + s * g * lk * c.dv, c.q_heads,
+                       c.kv_heads, c.q_len, c.kv_len, c.dk, c.dv, c.kv_len, opt);
+    const size_t at = s * h * lq * c.dv;
+    max_err =
+        std::max(max_err, ref::max_abs_diff(std::span(o.data).subspan(at, want.size()), want));
+  }
+  EXPECT_LT(max_err, kTolF32);
+  std::printf("%s  max |error| %.3g\n", r.out.c_str(), max_err);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Options, RunCliAttention,
+    ::testing::Values(AttnCase{"CausalSquare", 2, 8, 2, 40, 40, 64, 64, true, 0, 0, {}},
+                      AttnCase{"CausalChunk", 1, 8, 2, 9, 70, 64, 64, true, 0, 0, {}},
+                      AttnCase{"CrossAttention", 1, 4, 4, 13, 29, 64, 64, false, 0, 0, {}},
+                      AttnCase{"WindowSoftcapSinks",
+                               1,
+                               4,
+                               2,
+                               33,
+                               50,
+                               64,
+                               64,
+                               true,
+                               7,
+                               5.0f,
+                               {0.5f, -1.0f, 3.0f, 8.0f}},
+                      AttnCase{"DecodeWindowSoftcapSinks",
+                               2,
+                               4,
+                               2,
+                               1,
+                               90,
+                               64,
+                               64,
+                               false,
+                               16,
+                               2.0f,
+                               {0.5f, -1.0f, 3.0f, 8.0f}},
+                      AttnCase{"DecodeDk192Dv128", 1, 4, 2, 1, 33, 192, 128, false, 0, 0, {}},
+                      AttnCase{"PrefillDk192Dv128", 1, 4, 2, 17, 33, 192, 128, true, 0, 0, {}}),
+    [](const ::testing::TestParamInfo<AttnCase>& p) { return std::string(p.param.name); });
 
 TEST_F(RunCli, FlagsWithEqualsAndDeviceIndex) {
   write_inputs(1, 8, 1, 2, 20, 64);
@@ -353,7 +443,7 @@ TEST_F(RunCli, KvShapesDiffer) {
   npy::save_f32(path("V.npy"), {1, 8, 11, 128}, random_values(8 * 11 * 128, 2));
   expect_failure(run(args()), 1,
                  {"K.npy has shape (1, 8, 10, 128) but ",
-                  "V.npy has (1, 8, 11, 128) (expected equal shapes)"});
+                  "V.npy has (1, 8, 11, 128) (expected equal B, G and Lk"});
 }
 
 TEST_F(RunCli, BatchMismatch) {
@@ -365,7 +455,7 @@ TEST_F(RunCli, BatchMismatch) {
 TEST_F(RunCli, HeadDimMismatch) {
   write_inputs(1, 4, 1, 2, 20, 64);
   npy::save_f32(path("Q.npy"), {1, 4, 1, 128}, random_values(4 * 128, 3));
-  expect_failure(run(args()), 1, {"Q.npy", "K.npy", "head dim D differs: 128 vs 64"});
+  expect_failure(run(args()), 1, {"Q.npy", "K.npy", "head dim Dk differs: 128 vs 64"});
 }
 
 TEST_F(RunCli, HeadsNotMultipleOfKvHeads) {
@@ -388,11 +478,35 @@ TEST_F(RunCli, ZeroKvHeads) {
   expect_failure(run(args()), 1, {"K.npy has KV heads G = 0"});
 }
 
-TEST_F(RunCli, PrefillRejected) {
+TEST_F(RunCli, CausalNeedsLqAtMostLk) {
+  write_inputs(1, 4, 30, 2, 20, 64);
+  expect_failure(run(args({"--causal"})), 1, {"Q.npy", "Lq = 30", "Lk = 20", "Lq <= Lk"});
+}
+
+TEST_F(RunCli, WindowNeedsCausalForPrefill) {
   write_inputs(1, 4, 3, 2, 20, 64);
-  expect_failure(run(args()), 1,
-                 {"Q.npy", "Lq = 3", "multi-token (prefill) attention is not supported",
-                  "only Lq == 1 (decode)"});
+  expect_failure(run(args({"--window", "8"})), 1, {"--window 8 needs --causal"});
+}
+
+TEST_F(RunCli, SinksOfWrongShape) {
+  write_inputs(1, 4, 3, 2, 20, 64);
+  npy::save_f32(path("S.npy"), {3}, std::vector<float>{0.f, 1.f, 2.f});
+  expect_failure(run(args({"--causal", "--sinks", path("S.npy")})), 1,
+                 {"S.npy has shape (3,)", "expected float32 [H] = (4,)"});
+}
+
+TEST_F(RunCli, VShapeDiffersBeyondHeadDim) {
+  write_inputs(1, 4, 1, 2, 20, 64);
+  npy::save_f32(path("V.npy"), {1, 2, 21, 64}, random_values(2 * 21 * 64, 2));
+  expect_failure(
+      run(args()), 1,
+      {"K.npy has shape (1, 2, 20, 64)", "(1, 2, 21, 64)", "only the head dim may differ"});
+}
+
+TEST_F(RunCli, UnsupportedDkDvPair) {
+  write_inputs(1, 4, 1, 2, 20, 64);
+  npy::save_f32(path("V.npy"), {1, 2, 20, 128}, random_values(2 * 20 * 128, 2));
+  expect_failure(run(args()), 1, {"Dk 64 and Dv 128 are not a supported pair"});
 }
 
 // --- bad values and environment: exit 1 ---
@@ -448,6 +562,16 @@ TEST_F(RunCli, MissingValueAtEnd) {
 TEST_F(RunCli, MissingValueBeforeFlag) {
   expect_usage_error({"--q", "--k", "K.npy", "--v", "V.npy", "--out", "O.npy"},
                      "--q needs a value");
+}
+
+TEST_F(RunCli, BadWindowSoftcapAndCausalFlags) {
+  write_inputs(1, 4, 1, 2, 20, 64);
+  expect_usage_error(args({"--window", "0"}), "--window '0' is not valid");
+  expect_usage_error(args({"--window", "-3"}), "--window '-3' is not valid");
+  expect_usage_error(args({"--softcap", "0"}), "--softcap 0 is not valid");
+  expect_usage_error(args({"--softcap", "abc"}), "--softcap 'abc' is not a number");
+  expect_usage_error(args({"--causal=1"}), "--causal takes no value");
+  expect_usage_error(args({"--causal", "--causal"}), "--causal is given more than once");
 }
 
 TEST_F(RunCli, EmptyValue) {
