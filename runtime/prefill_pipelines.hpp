@@ -30,7 +30,7 @@ struct PrefillTuning {
   uint32_t tile_queries = 8;            // TILE_Q: queries per workgroup (CPU tier: lanes * rows)
   uint32_t heads_per_workgroup = 1;     // HEADS: query heads of one group per workgroup
   uint32_t head_chunks = 1;             // workgroups per KV head: ceil(H/G / heads_per_workgroup)
-  uint32_t keys_per_tile = 8;           // CPU tier: keys staged in shared memory per step
+  uint32_t keys_per_tile = 8;           // CPU tier: keys fetched as one batch per step
   uint32_t required_subgroup_size = 0;  // 0 for none
   bool full_subgroups = false;
 };
