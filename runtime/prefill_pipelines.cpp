@@ -11,14 +11,16 @@ namespace gqavk {
 
 namespace {
 
-// CPU tier: unrolled multiply-adds per phase and tile (keys * heads * rows * head dim) bound the
-// shader's size, its compile time on lavapipe and the rows a lane holds.
+// CPU tier: unrolled multiply-adds per phase and step (keys * heads * rows * head dim) bound the
+// shader's size, its compile time on lavapipe and the rows a lane holds. Keys per step: 8
+// measured best on lavapipe (prefill_cpu.comp).
 constexpr uint32_t kCpuTileFmaBudget = 4096;
-constexpr uint32_t kCpuMinKeys = 8;
+constexpr uint32_t kCpuKeys = 8;
 
 uint32_t ceil_div(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
 
-// The CPU tier (prefill_cpu.comp): a lane per query, one SIMD vector of lanes per workgroup.
+// The CPU tier (prefill_cpu.comp): a lane per query, one SIMD vector of lanes per workgroup, the
+// group's heads in as few workgroups as the budget allows (each K/V fetch then feeds them all).
 void choose_cpu_tuning(const DeviceInfo& device, const PrefillShape& shape, PrefillTuning& t) {
   // No subgroup operations: the width only sets how many queries share a tile. lavapipe runs
   // subgroup_lanes lanes per vector (16 when it reports 32 or 64).
@@ -26,7 +28,7 @@ void choose_cpu_tuning(const DeviceInfo& device, const PrefillShape& shape, Pref
   t.lanes = std::clamp(width ? width : 8u, 4u, 16u);
   t.lanes = std::min(t.lanes, std::max(1u, device.max_workgroup_invocations));
   t.tile_queries = t.lanes;
-  t.keys_per_tile = t.lanes * ceil_div(kCpuMinKeys, t.lanes);
+  t.keys_per_tile = kCpuKeys;
   const uint32_t dim = std::max(shape.head_dim, shape.v_head_dim);
   const uint32_t group = shape.q_heads / shape.kv_heads;
   const uint32_t max_heads = std::max(1u, kCpuTileFmaBudget / (t.keys_per_tile * dim));
@@ -85,9 +87,9 @@ PrefillPipelineDescs prefill_pipeline_descs(const PrefillShape& shape, const Pre
 }
 
 uint64_t prefill_shared_bytes(const PrefillShape& shape, const PrefillTuning& t) {
-  if (t.tier == Tier::gpu) return prefill_gpu_shared_bytes(shape, t);
-  // prefill_cpu.comp: k_sh and v_sh, a tile of keys widened to f32.
-  return 4ull * t.keys_per_tile * (shape.head_dim + shape.v_head_dim);
+  // prefill_cpu.comp reads K and V straight from the pool into registers; prefill_gpu.comp stages
+  // K/V tiles.
+  return t.tier == Tier::gpu ? prefill_gpu_shared_bytes(shape, t) : 0;
 }
 
 namespace {

@@ -30,7 +30,8 @@ struct PrefillTuning {
   uint32_t tile_queries = 8;            // TILE_Q: queries per workgroup (CPU tier: lanes * rows)
   uint32_t heads_per_workgroup = 1;     // HEADS: query heads of one group per workgroup
   uint32_t head_chunks = 1;             // workgroups per KV head: ceil(H/G / heads_per_workgroup)
-  uint32_t keys_per_tile = 8;           // keys staged in shared memory per step (both tiers)
+  uint32_t keys_per_tile = 8;           // keys per step: CPU tier fetched as one batch, GPU tier
+                                        // staged in shared memory
   uint32_t required_subgroup_size = 0;  // 0 for none
   bool full_subgroups = false;
   // GPU tier (prefill_gpu_tuning.hpp): butterflies by subgroup shuffles or through shared memory,

@@ -2,8 +2,9 @@
 //
 //   gqavk-info [--device D] [--shape H:32/G:8/D:128/f16 ...] [--pipelines] [--json]
 //
-// For every device (or the one chosen): its capability record, the decode tuning gqavk picks for
-// each shape, and with --pipelines the driver's own statistics of each pipeline built (registers,
+// For every device (or the one chosen): its capability record, the decode and prefill tunings gqavk
+// picks for each shape, and with --pipelines the driver's own statistics of each pipeline built
+// (decode, merge and prefill: registers,
 // spills, occupancy: VK_KHR_pipeline_executable_properties). Devices that can only build pipelines
 // (RADV's null hardware under RADV_FORCE_FAMILY) are listed and built on too.
 // Exit status: 0 when every fact was gathered, 1 when a device or pipeline failed, 2 for bad
@@ -24,6 +25,7 @@
 #include "gqavk/gqavk.hpp"
 #include "model_shapes.hpp"
 #include "pipeline_statistics.hpp"
+#include "prefill_pipelines.hpp"
 #include "tuning.hpp"
 
 namespace {
@@ -41,19 +43,21 @@ constexpr const char* kHelp =
     "\n"
     "Lists every Vulkan device gqavk can use with its capability record (vendor, driver, API\n"
     "version, type, memory heaps, subgroup sizes and operations, 16-bit support, the limits gqavk\n"
-    "relies on, whether it can run work) and the decode tuning gqavk picks for each shape.\n"
+    "relies on, whether it can run work) and the decode and prefill tunings gqavk picks for each\n"
+    "shape.\n"
     "\n"
     "  --device D     only the device with this index or name substring (default: all devices)\n"
-    "  --shape S      a decode shape, as gqavk-bench names them: H:<query heads>/G:<KV heads>/\n"
-    "                 D:<head dim>/<f16|f32>, optionally /L:<cache tokens> (default 16384) and\n"
-    "                 /B:<batch> (default 1). Repeatable. Default: the tests' model shapes\n"
-    "                 (llama3_8b 32/8/128, qwen2_7b 28/4/128, falcon_7b 71/1/64, qwen2_0_5b\n"
-    "                 14/2/64, phi3_mini 32/32/96, gemma2_9b 16/8/256), in f16 and f32\n"
-    "  --pipelines    build each shape's pipelines (decode, and the merge when split) on the "
-    "device\n"
-    "                 and print the driver's statistics for each under the driver's own names\n"
-    "                 (VK_KHR_pipeline_executable_properties; e.g. AMD's VGPRs, spills, Subgroups\n"
-    "                 per SIMD). Lavapipe compiles at first dispatch and reports none.\n"
+    "  --shape S      a model shape, as gqavk-bench names them: H:<query heads>/G:<KV heads>/\n"
+    "                 D:<head dim>/<f16|f32>, optionally /L:<cache tokens> (default 16384),\n"
+    "                 /B:<batch> (default 1) and /Dv:<V head dim> (128 with D:192).\n"
+    "                 Repeatable. Default: the tests' model shapes (llama3_8b 32/8/128,\n"
+    "                 qwen2_7b 28/4/128, falcon_7b 71/1/64, qwen2_0_5b 14/2/64, phi3_mini\n"
+    "                 32/32/96, gemma2_9b 16/8/256), in f16 and f32\n"
+    "  --pipelines    build each shape's pipelines (decode, the merge when split, and prefill)\n"
+    "                 on the device and print the driver's statistics for each under the\n"
+    "                 driver's own names (VK_KHR_pipeline_executable_properties; e.g. AMD's\n"
+    "                 VGPRs, spills, Subgroups per SIMD). Lavapipe compiles at first dispatch\n"
+    "                 and reports none.\n"
     "  --json         print the same facts as one JSON document\n"
     "  --help         print this help and exit\n"
     "\n"
@@ -191,6 +195,24 @@ Json tuning_record(const gqavk::DecodeTuning& t) {
   };
 }
 
+Json prefill_tuning_record(const gqavk::PrefillTuning& t) {
+  Json out = {{"tier", gqavk::to_string(t.tier)},
+              {"load_path", gqavk::to_string(t.load_path)},
+              {"lanes", t.lanes},
+              {"tile_queries", t.tile_queries},
+              {"heads_per_workgroup", t.heads_per_workgroup},
+              {"head_chunks", t.head_chunks},
+              {"keys_per_tile", t.keys_per_tile},
+              {"required_subgroup_size", t.required_subgroup_size},
+              {"full_subgroups", t.full_subgroups}};
+  if (t.tier == gqavk::Tier::gpu) {
+    out["reduction"] = t.reduction == gqavk::Reduction::subgroup ? "subgroup" : "shared";
+    out["subgroup_lanes"] = t.subgroup_lanes;
+    out["lanes_per_row"] = t.lanes_per_row;
+  }
+  return out;
+}
+
 Json statistic_value(const gqavk::PipelineStatistic& s) {
   using Format = gqavk::PipelineStatistic::Format;
   switch (s.format) {
@@ -230,17 +252,38 @@ Json shape_record(gqavk::Context& ctx, const ModelShape& m, bool pipelines, bool
               {"batch", m.batch}};
   const gqavk::DecodeShape shape = gqavk::tools::decode_shape(m, ctx.device());
   try {
-    const gqavk::DecodeTuning t =
-        gqavk::choose_decode_tuning(ctx.device(), shape, 0, gqavk::overrides_from_env());
-    out["tuning"] = tuning_record(t);
-    gqavk::check_decode_limits(ctx.device(), shape, t);
-    if (pipelines) {
-      const gqavk::DecodePipelineDescs descs = gqavk::decode_pipeline_descs(shape, t);
-      out["pipelines"] = Json::array({pipeline_record(ctx, "decode", descs.decode)});
-      if (descs.merge) out["pipelines"].push_back(pipeline_record(ctx, "merge", *descs.merge));
+    // Dv != Dk: a fact about decode (DecodePlan refuses it), not a failure of this device.
+    if (m.v_head_dim && m.v_head_dim != m.head_dim) {
+      out["decode_skipped"] = "decode does not yet take Dv != Dk";
+    } else {
+      const gqavk::DecodeTuning t =
+          gqavk::choose_decode_tuning(ctx.device(), shape, 0, gqavk::overrides_from_env());
+      out["tuning"] = tuning_record(t);
+      gqavk::check_decode_limits(ctx.device(), shape, t);
+      if (pipelines) {
+        const gqavk::DecodePipelineDescs descs = gqavk::decode_pipeline_descs(shape, t);
+        out["pipelines"] = Json::array({pipeline_record(ctx, "decode", descs.decode)});
+        if (descs.merge) out["pipelines"].push_back(pipeline_record(ctx, "merge", *descs.merge));
+      }
     }
   } catch (const gqavk::Error& e) {
     out["error"] = e.what();
+    *failed = true;
+  }
+  // Prefill of the same shape on the same cache: its tuning, and its pipeline beside decode's.
+  const gqavk::PrefillShape prefill = gqavk::tools::prefill_shape(m, ctx.device());
+  try {
+    const gqavk::PrefillTuning t =
+        gqavk::choose_prefill_tuning(ctx.device(), prefill, gqavk::overrides_from_env());
+    out["prefill_tuning"] = prefill_tuning_record(t);
+    gqavk::check_prefill_limits(ctx.device(), prefill, t);
+    if (pipelines) {
+      if (!out.contains("pipelines")) out["pipelines"] = Json::array();
+      out["pipelines"].push_back(
+          pipeline_record(ctx, "prefill", gqavk::prefill_pipeline_descs(prefill, t).prefill));
+    }
+  } catch (const gqavk::Error& e) {
+    out["prefill_error"] = e.what();
     *failed = true;
   }
   return out;
@@ -325,11 +368,18 @@ void print_shape(const Json& s) {
   const std::string model = s["model"].get<std::string>();
   std::printf("  %-11s %s\n", model.empty() ? "-" : model.c_str(),
               s["shape"].get<std::string>().c_str());
-  if (s.contains("tuning")) {
+  // "key value" pairs of the object `key` of s, when present.
+  const auto print_object = [&](const char* key, const std::string& lead) {
+    if (!s.contains(key)) return;
     std::vector<std::string> pairs;
-    for (const auto& [k, v] : s["tuning"].items()) pairs.push_back(k + " " + value_text(v));
-    print_pairs("    tuning: ", pairs, 12);
+    for (const auto& [k, v] : s[key].items()) pairs.push_back(k + " " + value_text(v));
+    print_pairs(lead, pairs, lead.size());
+  };
+  print_object("tuning", "    tuning: ");
+  if (s.contains("decode_skipped")) {
+    std::printf("    decode: %s\n", s["decode_skipped"].get<std::string>().c_str());
   }
+  print_object("prefill_tuning", "    prefill tuning: ");
   if (s.contains("pipelines")) {
     for (const Json& p : s["pipelines"]) {
       const std::string lead =
@@ -348,6 +398,9 @@ void print_shape(const Json& s) {
     }
   }
   if (s.contains("error")) std::printf("    error: %s\n", s["error"].get<std::string>().c_str());
+  if (s.contains("prefill_error")) {
+    std::printf("    prefill error: %s\n", s["prefill_error"].get<std::string>().c_str());
+  }
 }
 
 void print_device(const Json& d, bool pipelines) {

@@ -47,11 +47,12 @@ ModelShape parse_shape(std::string_view text) {
   const auto bad = [&](const std::string& why) {
     throw Error(ErrorCode::invalid_argument,
                 quoted + " " + why +
-                    " (expected e.g. H:32/G:8/D:128/f16, with optional /L:tokens " +
-                    "and /B:batch)");
+                    " (expected e.g. H:32/G:8/D:128/f16, with optional /L:tokens, " +
+                    "/B:batch and /Dv:head dim)");
   };
   ModelShape s;
-  bool seen[5] = {};  // H, G, D, L, B
+  constexpr std::string_view kKeys[] = {"H", "G", "D", "L", "B", "Dv"};
+  bool seen[std::size(kKeys)] = {};
   bool seen_dtype = false;
   size_t start = 0;
   while (start <= text.size()) {
@@ -64,25 +65,35 @@ ModelShape parse_shape(std::string_view text) {
       s.dtype = part == "f16" ? DType::f16 : DType::f32;
       continue;
     }
-    const size_t key_at = std::string_view("HGDLB").find(part.substr(0, 1));
-    if (part.size() < 3 || part[1] != ':' || key_at == std::string_view::npos) {
-      bad("has a part '" + std::string(part) + "' that is not H:n, G:n, D:n, L:n, B:n, f16 or f32");
+    const size_t colon = part.find(':');
+    const std::string_view key = part.substr(0, colon);
+    const size_t key_at =
+        static_cast<size_t>(std::find(std::begin(kKeys), std::end(kKeys), key) - std::begin(kKeys));
+    if (colon == std::string_view::npos || colon + 1 == part.size() || key_at == std::size(kKeys)) {
+      bad("has a part '" + std::string(part) +
+          "' that is not H:n, G:n, D:n, L:n, B:n, Dv:n, f16 or f32");
     }
     uint32_t value = 0;
     const char* last = part.data() + part.size();
-    const auto [ptr, ec] = std::from_chars(part.data() + 2, last, value);
+    const auto [ptr, ec] = std::from_chars(part.data() + colon + 1, last, value);
     if (ec != std::errc() || ptr != last || value == 0) {
       bad("has '" + std::string(part) + "', whose value is not a whole number from 1 to 2^32-1");
     }
-    if (seen[key_at]) bad("gives " + std::string(part.substr(0, 1)) + " twice");
+    if (seen[key_at]) bad("gives " + std::string(key) + " twice");
     seen[key_at] = true;
-    uint32_t* fields[] = {&s.q_heads, &s.kv_heads, &s.head_dim, &s.capacity_tokens, &s.batch};
+    uint32_t* fields[] = {&s.q_heads,         &s.kv_heads, &s.head_dim,
+                          &s.capacity_tokens, &s.batch,    &s.v_head_dim};
     *fields[key_at] = value;
   }
   if (!seen[0] || !seen[1] || !seen[2]) bad("lacks one of H, G and D");
   if (s.q_heads % s.kv_heads != 0) bad("has H not a multiple of G");
   if (std::find(std::begin(kHeadDims), std::end(kHeadDims), s.head_dim) == std::end(kHeadDims)) {
     bad("has a head dim gqavk does not support (D is one of 64, 80, 96, 112, 128, 192, 256)");
+  }
+  if (s.v_head_dim == s.head_dim) s.v_head_dim = 0;
+  if (s.v_head_dim && !(s.head_dim == 192 && s.v_head_dim == 128)) {
+    bad("has a Dv gqavk does not support with D:" + std::to_string(s.head_dim) +
+        " (Dv equals D, or is 128 with D:192)");
   }
   return s;
 }

@@ -34,8 +34,8 @@ std::vector<ModelShape> model_shapes();
 std::string shape_name(const ModelShape& shape);
 
 // Parses shape_name's form: H, G and D are required (H a multiple of G, D a head dim gqavk
-// supports), f16 or f32 (default f16), L and B optional, in any order. Throws gqavk::Error
-// (invalid_argument) naming the text and what was expected.
+// supports), f16 or f32 (default f16), L, B and Dv optional (Dv 128 with D 192), in any order.
+// Throws gqavk::Error (invalid_argument) naming the text and what was expected.
 ModelShape parse_shape(std::string_view text);
 
 // The DecodeShape of a plan for `shape` on a KvCache of its capacity in 16-token blocks made on

@@ -3,13 +3,17 @@
 // memory. One workgroup = one (tile of TILE_Q queries of an entry, KV head g, chunk of HEADS query
 // heads of g's group). Each lane owns whole query rows: ROWS queries (q + r * LANES) x HEADS heads,
 // their pre-scaled q, softmax state and output accumulator. The workgroup walks the union of its
-// rows' visible keys in tiles of KEYS keys; each tile of K and V is read from the pool once,
-// widened to f32 into shared memory, and then feeds every row of the workgroup.
+// rows' visible keys in tiles of KEYS keys, and every lane reads the same K and V texels: a fetch
+// at an address uniform across lanes returns its values already broadcast, and each value then
+// feeds HEADS * ROWS multiply-adds per lane.
 //
-// Why this shape on lavapipe (DESIGN.md): a lane is one SIMD element, so whole rows per lane need
-// no cross-lane reduction; the tile loops are unrolled so every shared-memory read has a constant
-// index, which lavapipe turns into one broadcast load feeding HEADS * ROWS lanes' multiply-adds
-// (a dynamic index would be a loop over lanes); and only the staging pass touches the pool.
+// Why this shape on lavapipe (DESIGN.md, measured here): a lane is one SIMD element, so whole rows
+// per lane need no cross-lane reduction and no barrier. Staging the tile in shared memory instead
+// was 2.5x slower at H 32, G 8, D 128: lavapipe (Mesa 22.3) loads shared memory with a loop over
+// lanes even at a constant index, scatters the staging stores the same way, and runs barrier()
+// as coroutine switches. The tile loops are unrolled (constant array indices stay in registers),
+// and each batch of KEYS fetches is issued before the math that uses it (a fetch is a call that
+// clobbers vector registers). 8 keys per tile measured best: 4 pays more fetch batches, 16 spills.
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_GOOGLE_include_directive : require
 
@@ -23,7 +27,7 @@ layout(constant_id = 4) const uint BLOCK_SHIFT = 4;  // log2 of tokens per cache
 layout(constant_id = 5) const uint GROUP_SHIFT = 3;  // log2 of the cache's token group
 layout(constant_id = 6) const uint TILE_Q = 8;       // queries per tile: LANES * ROWS
 layout(constant_id = 7) const uint HEADS = 4;        // query heads per workgroup
-layout(constant_id = 8) const uint KEYS = 8;         // keys per K/V tile, a multiple of LANES
+layout(constant_id = 8) const uint KEYS = 8;         // keys per step, fetched as one batch
 
 const uint LANES = gl_WorkGroupSize.x;
 const uint ROWS = TILE_Q / LANES;   // queries per lane
@@ -35,9 +39,6 @@ const uint NR = ROWS * HEADS;                     // rows per lane, row index rh
 
 #include "prefill_io.glsl"
 
-shared vec4 k_sh[KEYS * QK];
-shared vec4 v_sh[KEYS * QV];
-
 void unpack(uvec4 t, out vec4 lo, out vec4 hi) {
   if (KV_F16) {
     lo = vec4(unpackHalf2x16(t.x), unpackHalf2x16(t.y));
@@ -45,30 +46,6 @@ void unpack(uvec4 t, out vec4 lo, out vec4 hi) {
   } else {
     lo = uintBitsToFloat(t);
     hi = vec4(0.0);
-  }
-}
-
-// Widens `texels` texels of a row starting at `at` into dst[first ...]: all fetches are issued
-// before any store (lavapipe's texel fetch is a call that clobbers vector registers).
-void stage_k(uint at, uint first) {
-  uvec4 t[ROW_K];
-  [[unroll]] for (uint c = 0; c < ROW_K; ++c) t[c] = kv_texel(at + (c << GROUP_SHIFT));
-  [[unroll]] for (uint c = 0; c < ROW_K; ++c) {
-    vec4 lo, hi;
-    unpack(t[c], lo, hi);
-    k_sh[first + c * HALVES] = lo;
-    if (KV_F16) k_sh[first + c * HALVES + 1] = hi;
-  }
-}
-
-void stage_v(uint at, uint first) {
-  uvec4 t[ROW_V];
-  [[unroll]] for (uint c = 0; c < ROW_V; ++c) t[c] = kv_texel(at + (c << GROUP_SHIFT));
-  [[unroll]] for (uint c = 0; c < ROW_V; ++c) {
-    vec4 lo, hi;
-    unpack(t[c], lo, hi);
-    v_sh[first + c * HALVES] = lo;
-    if (KV_F16) v_sh[first + c * HALVES + 1] = hi;
   }
 }
 
@@ -114,25 +91,27 @@ void main() {
   [[unroll]] for (uint i = 0; i < NR * QV; ++i) acc[i] = vec4(0.0);
 
   for (uint t0 = wg_lo; t0 < wg_hi; t0 += KEYS) {
-    // 1. Stage the tile: lane takes keys lane, lane + LANES, ...; keys past wg_hi repeat the last
-    // one (and are masked below).
-    barrier();  // the previous tile's reads are done
-    [[unroll]] for (uint u = 0; u < KEYS / LANES; ++u) {
-      const uint j = u * LANES + lane;
-      uint v_at;
-      const uint k_at = kv_key_at(b, g, min(t0 + j, wg_hi - 1u), v_at);
-      stage_k(k_at, j * QK);
-      stage_v(v_at, j * QV);
+    // Keys past wg_hi repeat the last one (and are masked below).
+    uint k_at[KEYS], v_at[KEYS];
+    [[unroll]] for (uint j = 0; j < KEYS; ++j) {
+      k_at[j] = kv_key_at(b, g, min(t0 + j, wg_hi - 1u), v_at[j]);
     }
-    barrier();
 
-    // 2. Scores s = q.k (q is pre-scaled), every shared read at a constant index.
+    // 1. Scores s = q.k (q is pre-scaled). Every lane fetches the same texels: each fetch returns
+    // its values already broadcast across the lanes, which own different queries.
     float s[NR * KEYS];
     [[unroll]] for (uint i = 0; i < NR * KEYS; ++i) s[i] = 0.0;
-    [[unroll]] for (uint c = 0; c < QK; ++c) {
+    [[unroll]] for (uint ct = 0; ct < ROW_K; ++ct) {
+      uvec4 t[KEYS];
+      [[unroll]] for (uint j = 0; j < KEYS; ++j) t[j] = kv_texel(k_at[j] + (ct << GROUP_SHIFT));
       [[unroll]] for (uint j = 0; j < KEYS; ++j) {
-        const vec4 k = k_sh[j * QK + c];
-        [[unroll]] for (uint rh = 0; rh < NR; ++rh) s[rh * KEYS + j] += dot(q[rh * QK + c], k);
+        vec4 lo, hi;
+        unpack(t[j], lo, hi);
+        [[unroll]] for (uint rh = 0; rh < NR; ++rh) {
+          float d = dot(q[rh * QK + ct * HALVES], lo);
+          if (KV_F16) d += dot(q[rh * QK + ct * HALVES + 1], hi);
+          s[rh * KEYS + j] += d;
+        }
       }
     }
 
@@ -160,15 +139,22 @@ void main() {
       m_run[rh] = m_new;
     }
 
-    // 4. acc = acc * alpha + sum over the tile of p * v, one vec4 column at a time.
-    [[unroll]] for (uint c = 0; c < QV; ++c) {
-      vec4 part[NR];
-      [[unroll]] for (uint rh = 0; rh < NR; ++rh) part[rh] = acc[rh * QV + c] * alpha[rh];
-      [[unroll]] for (uint j = 0; j < KEYS; ++j) {
-        const vec4 v = v_sh[j * QV + c];
-        [[unroll]] for (uint rh = 0; rh < NR; ++rh) part[rh] += s[rh * KEYS + j] * v;
+    // 4. acc = acc * alpha + sum over the tile of p * v, one texel column of V at a time.
+    [[unroll]] for (uint ct = 0; ct < ROW_V; ++ct) {
+      uvec4 t[KEYS];
+      [[unroll]] for (uint j = 0; j < KEYS; ++j) t[j] = kv_texel(v_at[j] + (ct << GROUP_SHIFT));
+      [[unroll]] for (uint half_ = 0; half_ < HALVES; ++half_) {
+        const uint c = ct * HALVES + half_;
+        vec4 part[NR];
+        [[unroll]] for (uint rh = 0; rh < NR; ++rh) part[rh] = acc[rh * QV + c] * alpha[rh];
+        [[unroll]] for (uint j = 0; j < KEYS; ++j) {
+          vec4 lo, hi;
+          unpack(t[j], lo, hi);
+          const vec4 v = half_ == 0u ? lo : hi;
+          [[unroll]] for (uint rh = 0; rh < NR; ++rh) part[rh] += s[rh * KEYS + j] * v;
+        }
+        [[unroll]] for (uint rh = 0; rh < NR; ++rh) acc[rh * QV + c] = part[rh];
       }
-      [[unroll]] for (uint rh = 0; rh < NR; ++rh) acc[rh * QV + c] = part[rh];
     }
   }
 

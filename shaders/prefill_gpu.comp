@@ -89,29 +89,29 @@ vec4 v_slice(uint k, uint v) {
 
 // Stages keys [j0, j0 + TILE_K) of (b, g); keys at or past `end` repeat key end - 1 (finite data,
 // masked later). Lanes take texels in order, so neighbouring lanes read neighbouring texels of a
-// row (GROUP_SHIFT 0) or of a token group.
+// row (GROUP_SHIFT 0) or of a token group. K and V in two passes keep the divisors constant.
 void stage_tile(uint b, uint g, uint j0, uint end) {
-  for (uint idx = gl_LocalInvocationIndex; idx < TILE_K * (ROW_K + ROW_V); idx += WG) {
-    const bool is_v = idx >= TILE_K * ROW_K;
-    const uint rel = is_v ? idx - TILE_K * ROW_K : idx;
-    const uint row = is_v ? ROW_V : ROW_K;
-    const uint k = rel / row, c = rel % row;
+  for (uint idx = gl_LocalInvocationIndex; idx < TILE_K * ROW_K; idx += WG) {
+    const uint k = idx / ROW_K, c = idx % ROW_K;
     uint v_at;
-    const uint k_at = kv_key_at(b, g, min(j0 + k, end - 1u), v_at);
-    const uvec4 t = kv_texel((is_v ? v_at : k_at) + (c << GROUP_SHIFT));
+    const uvec4 t = kv_texel(kv_key_at(b, g, min(j0 + k, end - 1u), v_at) + (c << GROUP_SHIFT));
     if (KV_F16) {
-      const uint at = (k * (is_v ? VV : VK)) + 2u * c;
-      if (is_v) {
-        v_half[at] = t.xy;
-        v_half[at + 1u] = t.zw;
-      } else {
-        k_half[at] = t.xy;
-        k_half[at + 1u] = t.zw;
-      }
-    } else if (is_v) {
-      v_full[k * VV + c] = t;
+      k_half[k * VK + 2u * c] = t.xy;
+      k_half[k * VK + 2u * c + 1u] = t.zw;
     } else {
       k_full[k * VK + c] = t;
+    }
+  }
+  for (uint idx = gl_LocalInvocationIndex; idx < TILE_K * ROW_V; idx += WG) {
+    const uint k = idx / ROW_V, c = idx % ROW_V;
+    uint v_at;
+    kv_key_at(b, g, min(j0 + k, end - 1u), v_at);
+    const uvec4 t = kv_texel(v_at + (c << GROUP_SHIFT));
+    if (KV_F16) {
+      v_half[k * VV + 2u * c] = t.xy;
+      v_half[k * VV + 2u * c + 1u] = t.zw;
+    } else {
+      v_full[k * VV + c] = t;
     }
   }
 }

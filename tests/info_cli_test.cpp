@@ -114,7 +114,8 @@ TEST(InfoCli, TextNamesTheDeviceAndTuning) {
   ASSERT_EQ(r.code, 0) << r.err;
   for (const std::string& part :
        {name, std::string("runs work:   yes"), std::string("subgroup ops:"),
-        std::string("H:32/G:8/D:128/f16"), std::string("tuning: tier")}) {
+        std::string("H:32/G:8/D:128/f16"), std::string("tuning: tier"),
+        std::string("prefill tuning: tier")}) {
     EXPECT_NE(r.out.find(part), std::string::npos) << "want '" << part << "' in:\n" << r.out;
   }
 }
@@ -129,6 +130,24 @@ TEST(InfoCli, PipelinesWithoutStatistics) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("this driver reports no statistics"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("(decode_split_"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("prefill (prefill_"), std::string::npos) << r.out;
+}
+
+// A shape with Dv != Dk: prefill's tuning and pipeline; decode, which refuses it, says so without
+// failing.
+TEST(InfoCli, PrefillWithSmallerValueHeads) {
+  const std::string name = context().device().name;
+  const CommandResult r =
+      info({"--json", "--device", name, "--shape", "H:16/G:16/D:192/Dv:128/f32/L:256"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const Json s = parse(r)["devices"][0]["decode"][0];
+  EXPECT_EQ(s["shape"], "H:16/G:16/D:192/f32/L:256/Dv:128");
+  EXPECT_TRUE(s.contains("decode_skipped")) << s.dump();
+  EXPECT_FALSE(s.contains("prefill_error")) << s.dump();
+  EXPECT_TRUE(s["prefill_tuning"].contains("tile_queries")) << s.dump();
+  const CommandResult bad = info({"--shape", "H:16/G:16/D:128/Dv:64"});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("Dv"), std::string::npos) << bad.err;
 }
 
 // RADV's null hardware: not able to run work, but its pipelines' figures come under ACO's names.
@@ -147,6 +166,10 @@ TEST(InfoCli, NullDeviceStatistics) {
   const Json& pipelines = d["decode"][0]["pipelines"];
   ASSERT_FALSE(pipelines.empty()) << r.out;
   EXPECT_EQ(pipelines[0]["role"], "decode");
+  // The GPU-tier prefill pipeline beside decode's, with the same figures.
+  EXPECT_EQ(pipelines.back()["role"], "prefill");
+  EXPECT_EQ(pipelines.back()["shader"].get<std::string>().rfind("prefill_gpu_", 0), 0u)
+      << pipelines.back().dump();
   for (const Json& p : pipelines) {
     ASSERT_EQ(p["executables"].size(), 1u) << p.dump();
     const Json& stats = p["executables"][0]["statistics"];

@@ -1,7 +1,8 @@
 // The prefill kernel's GPU tier (shaders/prefill_gpu.comp), forced on lavapipe with GQAVK_TIER=gpu,
 // against the float64 reference: causal prompts, chunks over a longer cache, cross attention,
-// ragged batches, windows, softcap, sinks, Dk=192/Dv=128, MQA with 71 heads, f16 and f32, and the
-// shared-memory (no subgroup operations) variant.
+// ragged batches, windows, softcap, sinks, Dk=192/Dv=128, MQA with 71 heads, f16 and f32, on the
+// cache layout GPUs get (GQAVK_KV_TOKEN_GROUP=1) and once on lavapipe's own, and the shared-memory
+// (no subgroup operations) variant.
 //
 // ctest runs the tests named EveryWidth again under LP_NATIVE_VECTOR_WIDTH=128, 512, 1024 and
 // 2048 (subgroups of 4, 16, 32 and 64, the last two running 16 lanes): the tuning then joins
@@ -41,10 +42,12 @@ struct Case {
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
-// Runs `c` with the GPU tier (and `reduction` when given) and checks every entry's output.
-void run_case(const Case& c, const char* reduction = nullptr) {
+// Runs `c` with the GPU tier (and `reduction` when given) on a cache of the layout GPUs get
+// (token-major rows, GQAVK_KV_TOKEN_GROUP=1) or of `token_group`, and checks every entry's output.
+void run_case(const Case& c, const char* reduction = nullptr, const char* token_group = "1") {
   ScopedEnv tier("GQAVK_TIER", "gpu");
   ScopedEnv red("GQAVK_REDUCTION", reduction);
+  ScopedEnv group("GQAVK_KV_TOKEN_GROUP", token_group);
   uint32_t batch = 0, cap = c.capacity;
   for (const PrefillSeq& s : c.seqs) {
     batch = std::max(batch, s.seq + 1);
@@ -164,6 +167,14 @@ TEST_F(PrefillGpu, SharedMemoryReduction) {
   c.softcap = 6.0f;
   c.sinks = true;
   run_case(c, "shared");
+}
+
+// On the cache layout CPU drivers get (groups of 8 tokens, texel-column-major), f16 and f32.
+TEST_F(PrefillGpu, TokenGroupsOfEight) {
+  Case c = make("token_groups_of_8", {{0, 37, 37}, {1, 5, 50}});
+  run_case(c, nullptr, "8");
+  c.dtype = DType::f32;
+  run_case(c, nullptr, "8");
 }
 
 // The tuning's tiles fit the device's shared memory and its rows fit whole subgroups.

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cstdint>
 #include <ostream>
 #include <string>
@@ -12,6 +13,8 @@
 
 #include "decode_pipelines.hpp"
 #include "gqavk/error.hpp"
+#include "prefill_gpu_tuning.hpp"
+#include "prefill_pipelines.hpp"
 #include "test_support.hpp"
 
 namespace gqavk {
@@ -598,6 +601,100 @@ TEST(Tuning, MoreSplitsForOneLongSequenceThanForABatch) {
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The prefill kernel's GPU tier (prefill_gpu_tuning.hpp), forced on every kind of device.
+
+PrefillShape prefill_shape(uint32_t q_heads, uint32_t kv_heads, uint32_t dk, uint32_t dv,
+                           DType dtype) {
+  const DecodeShape d = make_shape(1, q_heads, kv_heads, dk, dtype, 4096);
+  return {q_heads, kv_heads, dk, dv, dtype, 4096, d.pool_bytes / (2 * dk) * (dk + dv)};
+}
+
+TEST(PrefillGpuTuning, PropertiesHoldOnEveryDevice) {
+  TuningOverrides gpu_tier;
+  gpu_tier.tier = "gpu";
+  for (const DeviceInfo& dev : {nvidia_like(), amd_like(), intel_like(), lavapipe_like(),
+                                no_subgroup_ops(), partial_subgroups()}) {
+    for (const auto& [h, g] : {std::pair{32u, 8u}, std::pair{28u, 4u}, std::pair{71u, 1u},
+                               std::pair{32u, 32u}, std::pair{16u, 8u}}) {
+      for (const auto& [dk, dv] : {std::pair{64u, 64u}, std::pair{80u, 80u}, std::pair{128u, 128u},
+                                   std::pair{192u, 128u}, std::pair{256u, 256u}}) {
+        for (DType dtype : {DType::f16, DType::f32}) {
+          const PrefillShape s = prefill_shape(h, g, dk, dv, dtype);
+          SCOPED_TRACE(dev.name + " H " + std::to_string(h) + " G " + std::to_string(g) + " Dk " +
+                       std::to_string(dk) + " Dv " + std::to_string(dv) + " " + to_string(dtype));
+          const PrefillTuning t = choose_prefill_tuning(dev, s, gpu_tier);
+          EXPECT_NO_THROW(check_prefill_limits(dev, s, t));
+          EXPECT_EQ(t.tier, Tier::gpu);
+          EXPECT_EQ(t.reduction, dev.subgroup_lanes ? Reduction::subgroup : Reduction::shared);
+          // Rows never straddle a subgroup; several subgroups only where they are whole.
+          EXPECT_TRUE(std::has_single_bit(t.lanes_per_row));
+          EXPECT_LE(t.lanes_per_row, t.subgroup_lanes);
+          EXPECT_EQ(t.lanes % t.subgroup_lanes, 0u);
+          if (t.lanes > t.subgroup_lanes) {
+            EXPECT_TRUE(t.reduction == Reduction::shared ||
+                        (t.required_subgroup_size == t.subgroup_lanes && t.full_subgroups));
+          }
+          if (dev.bug_partial_subgroups) {
+            EXPECT_EQ(t.required_subgroup_size, 0u);
+            EXPECT_EQ(t.subgroup_lanes, dev.subgroup_lanes);
+          }
+          // Every head of the group in exactly one chunk, none empty; keys in steps of four.
+          const uint32_t group = h / g;
+          EXPECT_GE(t.heads_per_workgroup * t.head_chunks, group);
+          EXPECT_LT(t.heads_per_workgroup * (t.head_chunks - 1), group);
+          EXPECT_GE(t.tile_queries, 1u);
+          EXPECT_EQ(t.keys_per_tile % 4, 0u);
+          // Registers: at most 16 slices of q and accumulator per lane, unless one row is wider.
+          const uint32_t slices = (dk / 4 + t.lanes_per_row - 1) / t.lanes_per_row +
+                                  (dv / 4 + t.lanes_per_row - 1) / t.lanes_per_row;
+          EXPECT_TRUE(prefill_gpu_rows_per_lane(t) * slices <= 16 ||
+                      prefill_gpu_rows_per_lane(t) == 1);
+          const PipelineDesc pd = prefill_pipeline_descs(s, t).prefill;
+          EXPECT_EQ(pd.shader.rfind("prefill_gpu_", 0), 0u) << pd.shader;
+          EXPECT_EQ(pd.spec_constants.size(), 11u);
+        }
+      }
+    }
+  }
+}
+
+TEST(PrefillGpuTuning, OverridesAreValidated) {
+  const PrefillShape s = prefill_shape(32, 8, 128, 128, DType::f16);
+  TuningOverrides o;
+  o.tier = "gpu";
+  o.subgroup_size = 48;
+  EXPECT_TRUE(throws_error([&] { choose_prefill_tuning(amd_like(), s, o); },
+                           ErrorCode::invalid_argument, {"48", "32 to 64"}));
+  o.subgroup_size = 32;
+  EXPECT_EQ(choose_prefill_tuning(amd_like(), s, o).required_subgroup_size, 32u);
+  o.subgroup_size = 64;
+  EXPECT_EQ(choose_prefill_tuning(amd_like(), s, o).subgroup_lanes, 64u);
+  o.subgroup_size = 0;
+  o.reduction = "shared";
+  EXPECT_EQ(choose_prefill_tuning(nvidia_like(), s, o).reduction, Reduction::shared);
+  o.reduction = "butterfly";
+  EXPECT_TRUE(throws_error([&] { choose_prefill_tuning(nvidia_like(), s, o); },
+                           ErrorCode::invalid_argument, {"GQAVK_REDUCTION='butterfly'", "shared"}));
+}
+
+// Shared memory the device lacks shrinks the K/V tile; below the smallest the plan is refused.
+TEST(PrefillGpuTuning, TilesShrinkToTheSharedMemory) {
+  TuningOverrides o;
+  o.tier = "gpu";
+  const PrefillShape s = prefill_shape(16, 8, 256, 256, DType::f32);
+  DeviceInfo dev = nvidia_like();
+  const uint32_t roomy = choose_prefill_tuning(dev, s, o).keys_per_tile;
+  dev.max_shared_memory_bytes = 12 * 1024;
+  const PrefillTuning t = choose_prefill_tuning(dev, s, o);
+  EXPECT_LT(t.keys_per_tile, roomy);
+  EXPECT_LE(prefill_shared_bytes(s, t), dev.max_shared_memory_bytes);
+  dev.max_shared_memory_bytes = 1024;
+  EXPECT_TRUE(throws_error([&] { check_prefill_limits(dev, s, choose_prefill_tuning(dev, s, o)); },
+                           ErrorCode::unsupported,
+                           {"shared memory", "maxComputeSharedMemorySize", "1024"}));
 }
 
 }  // namespace
