@@ -78,10 +78,11 @@ PrefillPipelineDescs prefill_pipeline_descs(const PrefillShape& shape, const Pre
                  VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
   pd.push_constant_bytes = sizeof(PrefillParams);
   // constant_id 0..7 are common to both tiers (prefill_io.glsl); 8 on are the tier's own.
-  pd.spec_constants = {
-      t.lanes,           shape.head_dim,    shape.v_head_dim, shape.dtype == DType::f16 ? 1u : 0u,
-      shape.block_shift, shape.group_shift, t.tile_queries,   t.heads_per_workgroup,
-      t.keys_per_tile};
+  pd.spec_constants = {t.lanes,           shape.head_dim,
+                       shape.v_head_dim,  shape.dtype == DType::f16 ? 1u : 0u,
+                       shape.block_shift, shape.group_shift,
+                       t.tile_queries,    t.heads_per_workgroup,
+                       t.keys_per_tile,   shape.softcap ? 1u : 0u};
   pd.required_subgroup_size = t.required_subgroup_size;
   pd.full_subgroups = t.full_subgroups;
   return out;

@@ -292,7 +292,7 @@ TEST(PrefillTuning, HeadChunksCoverTheGroup) {
       EXPECT_LT(t.heads_per_workgroup * (t.head_chunks - 1), heads) << heads << " heads, D " << dim;
       EXPECT_EQ(t.tile_queries % t.lanes, 0u);
       const PipelineDesc pd = prefill_pipeline_descs(shape, t).prefill;
-      EXPECT_EQ(pd.spec_constants.size(), 9u);
+      EXPECT_EQ(pd.spec_constants.size(), 10u);
       EXPECT_EQ(pd.bindings.size(), 7u);
     }
   }
