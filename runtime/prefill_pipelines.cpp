@@ -11,29 +11,34 @@ namespace gqavk {
 
 namespace {
 
-// CPU tier: unrolled multiply-adds per phase and step (keys * heads * rows * head dim) bound the
-// shader's size, its compile time on lavapipe and the rows a lane holds. Keys per step: 8
-// measured best on lavapipe (prefill_cpu.comp).
-constexpr uint32_t kCpuTileFmaBudget = 4096;
+// CPU tier: unrolled multiply-adds per phase and step (keys * rows per lane * head dim) bound the
+// shader's size, its compile time on lavapipe (some 15 s at the budget, a minute at twice it) and
+// the rows a lane holds. On lavapipe (H 32, G 8, D 128) 8 keys per step measured best (4 pays more
+// fetch batches, 16 spills), and 2 queries per lane beat 1 (each fetched value feeds twice the
+// rows) by about as much as 4 beat 2, within the noise of a shared machine.
+constexpr uint32_t kCpuStepFmaBudget = 8192;
 constexpr uint32_t kCpuKeys = 8;
+constexpr uint32_t kCpuMaxQueriesPerLane = 2;
 
 uint32_t ceil_div(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
 
-// The CPU tier (prefill_cpu.comp): a lane per query, one SIMD vector of lanes per workgroup, the
-// group's heads in as few workgroups as the budget allows (each K/V fetch then feeds them all).
+// The CPU tier (prefill_cpu.comp): one SIMD vector of lanes per workgroup, each lane its own
+// queries; the group's heads in as few workgroups as the budget allows, then more queries per
+// lane while it allows (every fetched K/V value feeds all of a lane's rows).
 void choose_cpu_tuning(const DeviceInfo& device, const PrefillShape& shape, PrefillTuning& t) {
-  // No subgroup operations: the width only sets how many queries share a tile. lavapipe runs
-  // subgroup_lanes lanes per vector (16 when it reports 32 or 64).
+  // No subgroup operations: the width only sets how many queries share a workgroup. lavapipe
+  // runs subgroup_lanes lanes per vector (16 when it reports 32 or 64).
   const uint32_t width = device.subgroup_lanes ? device.subgroup_lanes : device.subgroup_size;
   t.lanes = std::clamp(width ? width : 8u, 4u, 16u);
   t.lanes = std::min(t.lanes, std::max(1u, device.max_workgroup_invocations));
-  t.tile_queries = t.lanes;
   t.keys_per_tile = kCpuKeys;
   const uint32_t dim = std::max(shape.head_dim, shape.v_head_dim);
   const uint32_t group = shape.q_heads / shape.kv_heads;
-  const uint32_t max_heads = std::max(1u, kCpuTileFmaBudget / (t.keys_per_tile * dim));
-  t.head_chunks = ceil_div(group, max_heads);
+  const uint32_t max_rows = std::max(1u, kCpuStepFmaBudget / (t.keys_per_tile * dim));
+  t.head_chunks = ceil_div(group, max_rows);
   t.heads_per_workgroup = ceil_div(group, t.head_chunks);
+  const uint32_t per_lane = std::clamp(max_rows / t.heads_per_workgroup, 1u, kCpuMaxQueriesPerLane);
+  t.tile_queries = t.lanes * per_lane;
 }
 
 }  // namespace
@@ -76,10 +81,11 @@ PrefillPipelineDescs prefill_pipeline_descs(const PrefillShape& shape, const Pre
                  VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
   pd.push_constant_bytes = sizeof(PrefillParams);
   // constant_id 0..7 are common to both tiers (prefill_io.glsl); 8 on are the tier's own.
-  pd.spec_constants = {
-      t.lanes,           shape.head_dim,    shape.v_head_dim, shape.dtype == DType::f16 ? 1u : 0u,
-      shape.block_shift, shape.group_shift, t.tile_queries,   t.heads_per_workgroup,
-      t.keys_per_tile};
+  pd.spec_constants = {t.lanes,           shape.head_dim,
+                       shape.v_head_dim,  shape.dtype == DType::f16 ? 1u : 0u,
+                       shape.block_shift, shape.group_shift,
+                       t.tile_queries,    t.heads_per_workgroup,
+                       t.keys_per_tile,   shape.softcap ? 1u : 0u};
   pd.required_subgroup_size = t.required_subgroup_size;
   pd.full_subgroups = t.full_subgroups;
   if (t.tier == Tier::gpu) add_prefill_gpu_variant(t, pd);

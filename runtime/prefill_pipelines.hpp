@@ -21,6 +21,7 @@ struct PrefillShape {
   uint64_t pool_bytes = 0;   // bytes of the KV pool binding
   uint32_t block_shift = 4;  // log2 of the cache's tokens per block
   uint32_t group_shift = 3;  // log2 of the cache's token group (kv_group_shift)
+  bool softcap = false;      // the plan caps logits (CPU tier: a variant without the tanh)
 };
 
 struct PrefillTuning {

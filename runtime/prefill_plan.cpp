@@ -69,7 +69,8 @@ PrefillPlan::PrefillPlan(Context& context, const KvCache& cache, const PrefillDe
              kv.capacity_tokens,
              p.cache->pool.bytes(),
              p.cache->block_shift,
-             p.cache->group_shift};
+             p.cache->group_shift,
+             desc.softcap.has_value()};
   p.tuning = choose_prefill_tuning(dev, p.shape, overrides_from_env());
   const PrefillTuning& t = p.tuning;
   if (uses_texel_view(t.load_path) && !p.cache->texel_view) {

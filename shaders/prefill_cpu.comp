@@ -28,6 +28,9 @@ layout(constant_id = 5) const uint GROUP_SHIFT = 3;  // log2 of the cache's toke
 layout(constant_id = 6) const uint TILE_Q = 8;       // queries per tile: LANES * ROWS
 layout(constant_id = 7) const uint HEADS = 4;        // query heads per workgroup
 layout(constant_id = 8) const uint KEYS = 8;         // keys per step, fetched as one batch
+// Softcap on: the plan has one (pc.softcap > 0). A constant, not only the push constant, because
+// lavapipe runs both sides of a branch it cannot prove uniform: tanh for every score otherwise.
+layout(constant_id = 9) const bool SOFTCAP = false;
 
 const uint LANES = gl_WorkGroupSize.x;
 const uint ROWS = TILE_Q / LANES;   // queries per lane
@@ -122,7 +125,7 @@ void main() {
       float mx = M_START;
       [[unroll]] for (uint j = 0; j < KEYS; ++j) {
         const bool valid = t0 + j >= lo[r] && t0 + j < hi[r];
-        const float x = apply_softcap(s[rh * KEYS + j], pc.softcap);
+        const float x = SOFTCAP ? apply_softcap(s[rh * KEYS + j], pc.softcap) : s[rh * KEYS + j];
         s[rh * KEYS + j] = x;
         mx = valid ? max(mx, x) : mx;
       }

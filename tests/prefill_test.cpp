@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "prefill_plan_impl.hpp"  // the tuning a plan chose
+#include "prefill_pipelines.hpp"  // the tuning
 #include "reference.hpp"
 #include "test_support.hpp"
 
@@ -258,6 +258,44 @@ TEST_F(Prefill, BuffersGrowAcrossRuns) {
     f.check(plan, d, q, seqs);
   }
   EXPECT_GT(plan.last_gpu_ns(), 0.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tuning: the tier follows the device type (GQAVK_TIER overrides), and the head chunks cover the
+// group with no empty chunk.
+
+TEST(PrefillTuning, TierFollowsDeviceAndOverride) {
+  DeviceInfo cpu = context().device();
+  cpu.type = DeviceType::cpu;
+  DeviceInfo gpu = cpu;
+  gpu.type = DeviceType::discrete;
+  const PrefillShape shape{32, 8, 128, 128, DType::f16, 2048, 1u << 20, 4, 3};
+  EXPECT_EQ(choose_prefill_tuning(cpu, shape).tier, Tier::cpu);
+  EXPECT_EQ(choose_prefill_tuning(gpu, shape).tier, Tier::gpu);
+  TuningOverrides o;
+  o.tier = "cpu";
+  EXPECT_EQ(choose_prefill_tuning(gpu, shape, o).tier, Tier::cpu);
+  o.tier = "gpu";
+  EXPECT_EQ(choose_prefill_tuning(cpu, shape, o).tier, Tier::gpu);
+  o.tier = "fast";
+  EXPECT_TRUE(throws_error([&] { choose_prefill_tuning(cpu, shape, o); },
+                           ErrorCode::invalid_argument, {"GQAVK_TIER='fast'", "cpu or gpu"}));
+}
+
+TEST(PrefillTuning, HeadChunksCoverTheGroup) {
+  const DeviceInfo& dev = context().device();
+  for (uint32_t heads : {1u, 4u, 7u, 71u, 128u}) {
+    for (uint32_t dim : {64u, 128u, 256u}) {
+      const PrefillShape shape{heads, 1, dim, dim, DType::f16, 64, 1u << 20, 4, 3};
+      const PrefillTuning t = choose_prefill_tuning(dev, shape);
+      EXPECT_GE(t.heads_per_workgroup * t.head_chunks, heads) << heads << " heads, D " << dim;
+      EXPECT_LT(t.heads_per_workgroup * (t.head_chunks - 1), heads) << heads << " heads, D " << dim;
+      EXPECT_EQ(t.tile_queries % t.lanes, 0u);
+      const PipelineDesc pd = prefill_pipeline_descs(shape, t).prefill;
+      EXPECT_EQ(pd.spec_constants.size(), 10u);
+      EXPECT_EQ(pd.bindings.size(), 7u);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
