@@ -119,7 +119,8 @@ void add_prefill_gpu_variant(const PrefillTuning& t, PipelineDesc& pd) {
   pd.shader = std::string("prefill_gpu_") + to_string(t.load_path) +
               (t.reduction == Reduction::subgroup ? "_subgroup" : "_shared");
   // Id 8 (keys per tile) is common to both tiers; 9 and 10 are this kernel's.
-  pd.spec_constants.insert(pd.spec_constants.end(), {t.subgroup_lanes, t.lanes_per_row});
+  pd.spec_constants.at(9) = t.subgroup_lanes;
+  pd.spec_constants.at(10) = t.lanes_per_row;
 }
 
 }  // namespace gqavk

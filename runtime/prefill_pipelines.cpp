@@ -12,13 +12,14 @@ namespace gqavk {
 namespace {
 
 // CPU tier: unrolled multiply-adds per phase and step (keys * rows per lane * head dim) bound the
-// shader's size, its compile time on lavapipe (some 15 s at the budget, a minute at twice it) and
-// the rows a lane holds. On lavapipe (H 32, G 8, D 128) 8 keys per step measured best (4 pays more
-// fetch batches, 16 spills), and 2 queries per lane beat 1 (each fetched value feeds twice the
-// rows) by about as much as 4 beat 2, within the noise of a shared machine.
-constexpr uint32_t kCpuStepFmaBudget = 8192;
+// shader's size, its compile time on lavapipe (some 25 s at the budget, a minute at 16384) and
+// the rows a lane holds. On lavapipe (H 32, G 8, D 128, f16, L 2048) 8 keys per step measured
+// best (4 pays more fetch batches, 6 and 16 spill), and 3 queries per lane beat 2 by 15 to 20% in
+// interleaved runs (vs_peak 0.32-0.35 against 0.27-0.28: each fetched value feeds 12 rows, not 8),
+// while 4 (0.26, with 8 keys or 4) spill.
+constexpr uint32_t kCpuStepFmaBudget = 12288;
 constexpr uint32_t kCpuKeys = 8;
-constexpr uint32_t kCpuMaxQueriesPerLane = 2;
+constexpr uint32_t kCpuMaxQueriesPerLane = 3;
 
 uint32_t ceil_div(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
 
@@ -80,12 +81,20 @@ PrefillPipelineDescs prefill_pipeline_descs(const PrefillShape& shape, const Pre
                  VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,    VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                  VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
   pd.push_constant_bytes = sizeof(PrefillParams);
-  // constant_id 0..7 are common to both tiers (prefill_io.glsl); 8 on are the tier's own.
-  pd.spec_constants = {t.lanes,           shape.head_dim,
-                       shape.v_head_dim,  shape.dtype == DType::f16 ? 1u : 0u,
-                       shape.block_shift, shape.group_shift,
-                       t.tile_queries,    t.heads_per_workgroup,
-                       t.keys_per_tile,   shape.softcap ? 1u : 0u};
+  // constant_id i takes entry i: 0..8 are common to both tiers (prefill_io.glsl, 8 the keys per
+  // step or tile), 9 and 10 the GPU tier's (add_prefill_gpu_variant), 11 the CPU tier's softcap.
+  pd.spec_constants = {t.lanes,
+                       shape.head_dim,
+                       shape.v_head_dim,
+                       shape.dtype == DType::f16 ? 1u : 0u,
+                       shape.block_shift,
+                       shape.group_shift,
+                       t.tile_queries,
+                       t.heads_per_workgroup,
+                       t.keys_per_tile,
+                       0u,
+                       0u,
+                       shape.softcap ? 1u : 0u};
   pd.required_subgroup_size = t.required_subgroup_size;
   pd.full_subgroups = t.full_subgroups;
   if (t.tier == Tier::gpu) add_prefill_gpu_variant(t, pd);

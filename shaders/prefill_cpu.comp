@@ -30,7 +30,7 @@ layout(constant_id = 7) const uint HEADS = 4;        // query heads per workgrou
 layout(constant_id = 8) const uint KEYS = 8;         // keys per step, fetched as one batch
 // Softcap on: the plan has one (pc.softcap > 0). A constant, not only the push constant, because
 // lavapipe runs both sides of a branch it cannot prove uniform: tanh for every score otherwise.
-layout(constant_id = 9) const bool SOFTCAP = false;
+layout(constant_id = 11) const bool SOFTCAP = false;
 
 const uint LANES = gl_WorkGroupSize.x;
 const uint ROWS = TILE_Q / LANES;   // queries per lane

@@ -292,7 +292,10 @@ TEST(PrefillTuning, HeadChunksCoverTheGroup) {
       EXPECT_LT(t.heads_per_workgroup * (t.head_chunks - 1), heads) << heads << " heads, D " << dim;
       EXPECT_EQ(t.tile_queries % t.lanes, 0u);
       const PipelineDesc pd = prefill_pipeline_descs(shape, t).prefill;
-      EXPECT_EQ(pd.spec_constants.size(), 10u);
+      // Entry i is constant_id i: 9 and 10 belong to the GPU tier, 11 is the softcap flag.
+      ASSERT_EQ(pd.spec_constants.size(), 12u);
+      EXPECT_EQ(pd.spec_constants[8], t.keys_per_tile);
+      EXPECT_EQ(pd.spec_constants[11], 0u);
       EXPECT_EQ(pd.bindings.size(), 7u);
     }
   }

@@ -654,7 +654,10 @@ TEST(PrefillGpuTuning, PropertiesHoldOnEveryDevice) {
                       prefill_gpu_rows_per_lane(t) == 1);
           const PipelineDesc pd = prefill_pipeline_descs(s, t).prefill;
           EXPECT_EQ(pd.shader.rfind("prefill_gpu_", 0), 0u) << pd.shader;
-          EXPECT_EQ(pd.spec_constants.size(), 11u);
+          // Ids 9 and 10 are this tier's; the CPU tier's softcap flag (11) is another id.
+          ASSERT_EQ(pd.spec_constants.size(), 12u);
+          EXPECT_EQ(pd.spec_constants[9], t.subgroup_lanes);
+          EXPECT_EQ(pd.spec_constants[10], t.lanes_per_row);
         }
       }
     }
