@@ -114,7 +114,7 @@ void run_decode(benchmark::State& state, Case c) {
                              window_rows(v, c, first));
       }
       DecodeDesc desc{kHeads};
-      desc.window = c.window;
+      if (c.window) desc.window = c.window;
       plans.push_back(std::make_unique<DecodePlan>(ctx, *caches.back(), desc));
     }
   } catch (const Error& e) {

@@ -25,6 +25,9 @@ std::string show(float x) {
 // is a window, 0 none).
 void check_options(const DecodeDesc& desc) {
   const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
+  if (desc.window && *desc.window == 0) {
+    bad("window 0 is not valid (expected a window of at least 1 key, or none)");
+  }
   if (desc.softcap && !(std::isfinite(*desc.softcap) && *desc.softcap > 0)) {
     bad("softcap " + show(*desc.softcap) + " is not valid (expected a finite value > 0)");
   }
@@ -71,7 +74,7 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
   p.scale = desc.scale ? *desc.scale : 1.0f / std::sqrt(static_cast<float>(kv.head_dim));
   check_options(desc);
   p.v_head_dim = kv.v_head_dim;
-  p.window = desc.window;
+  p.window = desc.window.value_or(0u);
   p.softcap = desc.softcap.value_or(0.0f);
   p.has_sinks = !desc.sinks.empty();
 
@@ -86,7 +89,7 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                     p.cache->block_shift,
                     p.cache->group_shift,
                     kv.v_head_dim,
-                    desc.window};
+                    p.window};
   p.tuning = choose_decode_tuning(dev, shape, desc.max_splits, overrides_from_env());
   const DecodeTuning& t = p.tuning;
   if (uses_texel_view(t.load_path) && !p.cache->texel_view) {

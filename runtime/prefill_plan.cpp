@@ -41,9 +41,12 @@ PrefillPlan::PrefillPlan(Context& context, const KvCache& cache, const PrefillDe
   if (desc.scale && !(std::isfinite(*desc.scale) && *desc.scale > 0)) {
     bad("scale " + str(*desc.scale) + " is not valid (expected a finite value > 0)");
   }
-  if (desc.window != 0 && !desc.causal) {
-    bad("window " + std::to_string(desc.window) +
-        " needs causal attention (expected causal = true, or window 0 for none)");
+  if (desc.window && *desc.window == 0) {
+    bad("window 0 is not valid (expected a window of at least 1 key, or none)");
+  }
+  if (desc.window && !desc.causal) {
+    bad("window " + std::to_string(*desc.window) +
+        " needs causal attention (expected causal = true, or no window)");
   }
   if (desc.softcap && !(std::isfinite(*desc.softcap) && *desc.softcap > 0)) {
     bad("softcap " + str(*desc.softcap) +
@@ -88,7 +91,7 @@ PrefillPlan::PrefillPlan(Context& context, const KvCache& cache, const PrefillDe
               kv.capacity_tokens,
               scale,
               desc.softcap ? *desc.softcap : 0.0f,
-              desc.window,
+              desc.window.value_or(0u),
               desc.causal ? 1u : 0u,
               desc.sinks.empty() ? 0u : 1u,
               0};

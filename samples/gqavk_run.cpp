@@ -374,7 +374,7 @@ int run(const Options& o) {
     gqavk::DecodeDesc desc;
     desc.q_heads = s.q_heads;
     desc.scale = o.scale;
-    desc.window = o.window;
+    if (o.window) desc.window = o.window;
     desc.softcap = o.softcap;
     desc.sinks = sinks;
     gqavk::DecodePlan plan(context, *cache, desc);
@@ -390,7 +390,7 @@ int run(const Options& o) {
     desc.q_heads = s.q_heads;
     desc.scale = o.scale;
     desc.causal = o.causal;
-    desc.window = o.window;
+    if (o.window) desc.window = o.window;
     desc.softcap = o.softcap;
     desc.sinks = sinks;
     gqavk::PrefillPlan plan(context, *cache, desc);

@@ -47,7 +47,7 @@ DecodeDesc decode_desc(uint32_t q_heads, uint32_t splits, const Options& o,
   d.q_heads = q_heads;
   d.scale = scale;
   d.max_splits = splits;
-  d.window = o.window;
+  if (o.window) d.window = o.window;
   d.softcap = o.softcap;
   d.sinks = o.sinks;
   return d;

@@ -170,6 +170,14 @@ TEST_F(Errors, PlanAnyWindowIsValid) {
   }
 }
 
+TEST_F(Errors, PlanWindowZero) {
+  KvCache cache(context(), good_desc());
+  DecodeDesc d{4, std::nullopt, 1};
+  d.window = 0;
+  EXPECT_TRUE(throws_error([&] { DecodePlan p(context(), cache, d); }, kInvalid,
+                           {"window 0 is not valid", "at least 1 key, or none"}));
+}
+
 TEST_F(Errors, PlanCacheFromAnotherContext) {
   Context other;
   KvCache cache(other, good_desc());

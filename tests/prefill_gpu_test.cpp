@@ -61,7 +61,7 @@ void run_case(const Case& c, const char* reduction = nullptr, const char* token_
   PrefillDesc d;
   d.q_heads = c.q_heads;
   d.causal = c.causal;
-  d.window = c.window;
+  if (c.window) d.window = c.window;
   d.softcap = c.softcap;
   if (c.sinks) {
     for (uint32_t h = 0; h < c.q_heads; ++h)

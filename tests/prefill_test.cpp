@@ -43,7 +43,7 @@ std::vector<double> reference(const KvHost& kv, const PrefillDesc& d, std::span<
   ref::Options o;
   o.scale = d.scale ? double{*d.scale} : double{1.0f / std::sqrt(static_cast<float>(kv.head_dim))};
   o.causal = d.causal;
-  o.window = d.window;
+  o.window = d.window.value_or(0u);
   o.softcap = d.softcap ? double{*d.softcap} : 0.0;
   o.sinks = d.sinks;
   std::vector<double> out;
@@ -337,11 +337,13 @@ TEST_F(Prefill, RejectsBadOptions) {
   d.sinks.assign(kH, 0.0f);
   d.sinks[5] = NAN;
   EXPECT_TRUE(throws_error(make(d), kInvalid, {"sinks[5] = nan", "finite"}));
-  // Window 0 is "none": non-causal without a window builds.
+  // No window: non-causal builds. A window of 0 is an error, not "none".
   d = {kH};
   d.causal = false;
-  d.window = 0;
   EXPECT_NO_THROW(make(d)());
+  d = {kH};
+  d.window = 0;
+  EXPECT_TRUE(throws_error(make(d), kInvalid, {"window 0 is not valid", "at least 1 key"}));
 }
 
 TEST_F(Prefill, RejectsBadRuns) {

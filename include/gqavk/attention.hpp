@@ -11,8 +11,8 @@ namespace gqavk {
 struct AttentionOptions {
   std::optional<float> scale;  // softmax scale; default 1/sqrt(Dk)
   // Sliding window W (Mistral, Gemma): a query at position p sees keys j with p - W < j <= p,
-  // itself included. 0 means no window. Keys outside it are never read.
-  uint32_t window = 0;
+  // itself included; W >= 1 (0 is an error). Unset means no window. Keys outside it are never read.
+  std::optional<uint32_t> window;
   // Logit softcap c (Gemma 2): s = c * tanh(s / c), after scaling. Unset means none; c must be > 0.
   std::optional<float> softcap;
   // Attention sinks (gpt-oss): empty, or one finite f32 logit per query head. A sink joins its

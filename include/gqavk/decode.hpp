@@ -21,9 +21,9 @@ struct DecodeDesc {
   // the cache capacity (or the window) and the device's compute units; 1 turns split-K off.
   uint32_t max_splits = 0;
   // The query sits at position lengths[b] - 1: a window W reads only the last W keys.
-  uint32_t window = 0;           // AttentionOptions::window
-  std::optional<float> softcap;  // AttentionOptions::softcap
-  std::vector<float> sinks;      // AttentionOptions::sinks: empty or [H]
+  std::optional<uint32_t> window;  // AttentionOptions::window
+  std::optional<float> softcap;    // AttentionOptions::softcap
+  std::vector<float> sinks;        // AttentionOptions::sinks: empty or [H]
 };
 
 // Chooses pipeline variants and the split count once for a cache and head count; run() then

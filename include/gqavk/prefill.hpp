@@ -22,9 +22,9 @@ struct PrefillDesc {
   // position Lk - Lq + i and sees keys j <= that position (PyTorch's is_causal is top-left
   // aligned; the two agree when Lq == Lk). False: every query sees all Lk keys (cross attention).
   bool causal = true;
-  uint32_t window = 0;           // AttentionOptions::window; needs causal
-  std::optional<float> softcap;  // AttentionOptions::softcap
-  std::vector<float> sinks;      // AttentionOptions::sinks: empty or [H]
+  std::optional<uint32_t> window;  // AttentionOptions::window; needs causal
+  std::optional<float> softcap;    // AttentionOptions::softcap
+  std::vector<float> sinks;        // AttentionOptions::sinks: empty or [H]
 };
 
 // One sequence of a ragged batch: its queries attend to the first kv_length tokens of cache
