@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "attention_options.hpp"
 #include "decode_params.hpp"
 #include "decode_pipelines.hpp"
 #include "decode_plan_impl.hpp"
@@ -13,35 +14,6 @@ namespace gqavk {
 namespace {
 
 uint64_t align16(uint64_t x) { return (x + 15) & ~uint64_t{15}; }
-
-// A float as an error message shows it: "-1", "0.5", "nan", "inf".
-std::string show(float x) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%g", static_cast<double>(x));
-  return text;
-}
-
-// Throws invalid_argument for options DecodeDesc cannot take (window needs no check: any W >= 1
-// is a window, 0 none).
-void check_options(const DecodeDesc& desc) {
-  const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
-  if (desc.window && *desc.window == 0) {
-    bad("window 0 is not valid (expected a window of at least 1 key, or none)");
-  }
-  if (desc.softcap && !(std::isfinite(*desc.softcap) && *desc.softcap > 0)) {
-    bad("softcap " + show(*desc.softcap) + " is not valid (expected a finite value > 0)");
-  }
-  if (!desc.sinks.empty() && desc.sinks.size() != desc.q_heads) {
-    bad("sinks has " + std::to_string(desc.sinks.size()) +
-        " values; expected one per query head (" + std::to_string(desc.q_heads) + ") or none");
-  }
-  for (size_t h = 0; h < desc.sinks.size(); ++h) {
-    if (!std::isfinite(desc.sinks[h])) {
-      bad("sinks[" + std::to_string(h) + "] = " + show(desc.sinks[h]) +
-          " is not finite (expected a finite logit per query head)");
-    }
-  }
-}
 
 }  // namespace
 
@@ -57,22 +29,14 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
   p.kv_heads = kv.kv_heads;
   p.head_dim = kv.head_dim;
   p.q_heads = desc.q_heads;
-  if (desc.q_heads == 0 || desc.q_heads % kv.kv_heads != 0) {
-    throw Error(ErrorCode::invalid_argument,
-                "q_heads " + std::to_string(desc.q_heads) + " is not a positive multiple of the " +
-                    "cache's kv_heads " + std::to_string(kv.kv_heads) + " (expected H % G == 0)");
-  }
-  if (desc.scale && !(std::isfinite(*desc.scale) && *desc.scale > 0)) {
-    throw Error(ErrorCode::invalid_argument, "scale " + std::to_string(*desc.scale) +
-                                                 " is not valid (expected a finite value > 0)");
-  }
+  check_attention_options(desc.q_heads, kv.kv_heads, desc.scale, desc.window, desc.softcap,
+                          desc.sinks);
   if (desc.max_splits > 1024) {
     throw Error(ErrorCode::invalid_argument, "max_splits " + std::to_string(desc.max_splits) +
                                                  " is too large (expected 0 for automatic, or 1 "
                                                  "to 1024)");
   }
   p.scale = desc.scale ? *desc.scale : 1.0f / std::sqrt(static_cast<float>(kv.head_dim));
-  check_options(desc);
   p.v_head_dim = kv.v_head_dim;
   p.window = desc.window.value_or(0u);
   p.softcap = desc.softcap.value_or(0.0f);

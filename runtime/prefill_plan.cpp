@@ -2,6 +2,7 @@
 #include <cmath>
 #include <string>
 
+#include "attention_options.hpp"
 #include "prefill_plan_impl.hpp"
 #include "vk_util.hpp"
 
@@ -12,8 +13,6 @@ namespace {
 [[noreturn]] void bad(const std::string& message) {
   throw Error(ErrorCode::invalid_argument, message);
 }
-
-std::string str(float x) { return std::to_string(x); }
 
 // A buffer of at least `bytes` (16 minimum: Vulkan has no empty buffers), grown by half again so
 // that slowly growing runs do not reallocate every time.
@@ -34,33 +33,11 @@ PrefillPlan::PrefillPlan(Context& context, const KvCache& cache, const PrefillDe
   require(p.cache->ctx == p.ctx, ErrorCode::invalid_argument,
           "the KV cache was made on another context than the plan");
   const KvCacheDesc& kv = p.cache->desc;
-  if (desc.q_heads == 0 || desc.q_heads % kv.kv_heads != 0) {
-    bad("q_heads " + std::to_string(desc.q_heads) + " is not a positive multiple of the cache's " +
-        "kv_heads " + std::to_string(kv.kv_heads) + " (expected H % G == 0)");
-  }
-  if (desc.scale && !(std::isfinite(*desc.scale) && *desc.scale > 0)) {
-    bad("scale " + str(*desc.scale) + " is not valid (expected a finite value > 0)");
-  }
-  if (desc.window && *desc.window == 0) {
-    bad("window 0 is not valid (expected a window of at least 1 key, or none)");
-  }
+  check_attention_options(desc.q_heads, kv.kv_heads, desc.scale, desc.window, desc.softcap,
+                          desc.sinks);
   if (desc.window && !desc.causal) {
     bad("window " + std::to_string(*desc.window) +
         " needs causal attention (expected causal = true, or no window)");
-  }
-  if (desc.softcap && !(std::isfinite(*desc.softcap) && *desc.softcap > 0)) {
-    bad("softcap " + str(*desc.softcap) +
-        " is not valid (expected a finite value > 0, or no softcap)");
-  }
-  if (!desc.sinks.empty() && desc.sinks.size() != desc.q_heads) {
-    bad("sinks has " + std::to_string(desc.sinks.size()) + " values; expected none or one per " +
-        "query head (" + std::to_string(desc.q_heads) + ")");
-  }
-  for (size_t h = 0; h < desc.sinks.size(); ++h) {
-    if (!std::isfinite(desc.sinks[h])) {
-      bad("sinks[" + std::to_string(h) + "] = " + str(desc.sinks[h]) +
-          " is not finite (expected finite sink logits)");
-    }
   }
 
   const DeviceInfo& dev = p.ctx->info;
@@ -153,7 +130,7 @@ void PrefillPlan::Impl::check_run(std::span<const float> q_values, std::span<con
   }
   for (size_t i = 0; i < q_values.size(); ++i) {
     if (!std::isfinite(q_values[i])) {
-      bad("q[" + std::to_string(i) + "] = " + str(q_values[i]) +
+      bad("q[" + std::to_string(i) + "] = " + std::to_string(q_values[i]) +
           " is not finite (expected finite query values)");
     }
   }
