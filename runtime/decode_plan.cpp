@@ -31,6 +31,8 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
   p.q_heads = desc.q_heads;
   check_attention_options(desc.q_heads, kv.kv_heads, desc.scale, desc.window, desc.softcap,
                           desc.sinks);
+  p.cache->check_plan_layer(desc.layer, desc.window);
+  p.layer = desc.layer;
   if (desc.max_splits > 1024) {
     throw Error(ErrorCode::invalid_argument, "max_splits " + std::to_string(desc.max_splits) +
                                                  " is too large (expected 0 for automatic, or 1 "
@@ -128,7 +130,8 @@ void DecodePlan::Impl::record_attention(VkCommandBuffer cmd) const {
                             cache->desc.capacity_tokens,
                             window,
                             softcap,
-                            has_sinks ? 1u : 0u};
+                            has_sinks ? 1u : 0u,
+                            cache->table_base(layer)};
   record_dispatch(cmd, *decode, decode_set.handle(), push_bytes(params), tuning.max_splits,
                   kv_heads * tuning.head_chunks, batch);
   if (tuning.max_splits > 1) {
@@ -161,12 +164,15 @@ void DecodePlan::Impl::check_run(size_t q_size, std::span<const uint32_t> lens,
     bad("lengths has " + std::to_string(lens.size()) + " entries; expected one per sequence (" +
         std::to_string(batch) + ")");
   }
-  for (size_t b = 0; b < lens.size(); ++b) {
+  for (uint32_t b = 0; b < lens.size(); ++b) {
+    const std::string what = "lengths[" + std::to_string(b) + "]";
     if (lens[b] == 0 || lens[b] > cache->desc.capacity_tokens) {
-      bad("lengths[" + std::to_string(b) + "] = " + std::to_string(lens[b]) +
+      bad(what + " = " + std::to_string(lens[b]) +
           " is out of range (expected 1 to the cache capacity " +
           std::to_string(cache->desc.capacity_tokens) + ")");
     }
+    const uint32_t first_key = window != 0 && lens[b] > window ? lens[b] - window : 0;
+    cache->check_readable(b, layer, first_key, lens[b], what);
   }
 }
 
@@ -191,6 +197,7 @@ void DecodePlan::run(std::span<const float> q, std::span<const uint32_t> lengths
                                             " bytes exceed the staging limit of " +
                                             std::to_string(Context::Impl::kStagingMaxBytes));
   }
+  p.cache->sync_tables();
   Buffer& stage = p.ctx->staging_for(total);
   auto* base = static_cast<uint8_t*>(stage.mapped());
   std::memcpy(base, q.data(), q_bytes);

@@ -15,10 +15,11 @@ namespace gqavk {
 
 struct DecodePlan::Impl {
   Context::Impl* ctx = nullptr;
-  const KvCache::Impl* cache = nullptr;
+  KvCache::Impl* cache = nullptr;
   uint32_t batch = 0, q_heads = 0, kv_heads = 0, head_dim = 0, v_head_dim = 0;
   float scale = 0;
   uint32_t window = 0;  // 0: none
+  uint32_t layer = 0;   // the cache layer read
   float softcap = 0;    // 0: none
   bool has_sinks = false;
   DecodeTuning tuning;

@@ -19,6 +19,8 @@ const char* to_string(ErrorCode code) noexcept {
       return "out_of_memory";
     case ErrorCode::vulkan:
       return "vulkan";
+    case ErrorCode::out_of_blocks:
+      return "out_of_blocks";
   }
   return "unknown";
 }

@@ -39,6 +39,15 @@ void check_desc(const KvCacheDesc& d) {
         " is not valid (expected a power of two from 1 to 256)");
   }
   if (d.dtype != DType::f32 && d.dtype != DType::f16) bad("KV cache dtype is not f32 or f16");
+  if (d.layers == 0) bad("KV cache layers is 0 (expected at least 1)");
+  if (!d.layer_windows.empty() && d.layer_windows.size() != d.layers) {
+    bad("layer_windows has " + std::to_string(d.layer_windows.size()) +
+        " entries (expected none, or one per layer: " + std::to_string(d.layers) + ")");
+  }
+  if (d.pool_blocks == 1) {
+    bad("pool_blocks is 1 (expected 0 for a pool every sequence can fill, or at least 2: block 0 "
+        "is reserved)");
+  }
 }
 
 }  // namespace
@@ -63,35 +72,48 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
     c.group_shift = std::min(shift, c.block_shift);
   }
   c.blocks_per_seq = (desc.capacity_tokens + desc.block_tokens - 1) / desc.block_tokens;
+  const uint64_t table_entries = uint64_t{desc.layers} * desc.batch * c.blocks_per_seq;
+  if (c.desc.pool_blocks == 0) {
+    // Every slot can fill its capacity in every layer, plus the reserved zero block.
+    if (table_entries + 1 > 0xffffffffu) {
+      throw Error(ErrorCode::invalid_argument,
+                  "a pool for " + std::to_string(desc.batch) + " sequences x " +
+                      std::to_string(desc.layers) + " layers x " +
+                      std::to_string(c.blocks_per_seq) +
+                      " blocks needs more than 2^32 blocks (set pool_blocks, or fewer sequences)");
+    }
+    c.desc.pool_blocks = static_cast<uint32_t>(table_entries + 1);
+  }
   c.k_row_bytes = uint64_t{desc.head_dim} * dtype_bytes(desc.dtype);
   c.v_row_bytes = uint64_t{c.desc.v_head_dim} * dtype_bytes(desc.dtype);
   c.block_bytes = uint64_t{desc.kv_heads} * desc.block_tokens * (c.k_row_bytes + c.v_row_bytes);
-  const uint64_t pool_bytes = c.block_bytes * c.blocks_per_seq * desc.batch;
+  const uint64_t pool_bytes = c.block_bytes * c.desc.pool_blocks;
 
   const DeviceInfo& dev = c.ctx->info;
   const uint64_t limit =
       std::max(max_binding_bytes(dev, LoadPath::texel), max_binding_bytes(dev, LoadPath::storage));
   if (pool_bytes > limit) {
-    throw Error(
-        ErrorCode::unsupported,
-        "KV cache of " + std::to_string(desc.batch) + " x " + std::to_string(desc.kv_heads) +
-            " heads x " + std::to_string(desc.capacity_tokens) + " tokens x " +
-            std::to_string(desc.head_dim) + "+" + std::to_string(c.desc.v_head_dim) + " " +
-            to_string(desc.dtype) + " needs " + std::to_string(pool_bytes) + " bytes; " + dev.name +
-            " binds at most " + std::to_string(limit) + " bytes (reduce batch or capacity_tokens)");
+    throw Error(ErrorCode::unsupported,
+                "KV pool of " + std::to_string(c.desc.pool_blocks) + " blocks x " +
+                    std::to_string(c.block_bytes) + " bytes (" + std::to_string(desc.kv_heads) +
+                    " heads x " + std::to_string(desc.block_tokens) + " tokens x " +
+                    std::to_string(desc.head_dim) + "+" + std::to_string(c.desc.v_head_dim) + " " +
+                    to_string(desc.dtype) + ") needs " + std::to_string(pool_bytes) + " bytes; " +
+                    dev.name + " binds at most " + std::to_string(limit) +
+                    " bytes (reduce pool_blocks, batch, layers or capacity_tokens)");
   }
   c.pool = c.ctx->make_buffer(BufferKind::device_local, pool_bytes, "KV pool");
   if (pool_bytes <= max_binding_bytes(dev, LoadPath::texel)) {
     c.texel_view.emplace(c.ctx->device, c.pool);
   }
 
-  // Identity block table: sequence b owns blocks [b * blocks_per_seq, (b + 1) * blocks_per_seq).
-  std::vector<uint32_t> table(uint64_t{desc.batch} * c.blocks_per_seq);
-  for (uint32_t i = 0; i < table.size(); ++i) table[i] = i;
+  // Block tables: every entry starts at the reserved zero block; blocks are taken as tokens come.
+  c.pages = KvPages(desc.batch, desc.layers, c.blocks_per_seq, desc.block_tokens,
+                    c.desc.pool_blocks, desc.layer_windows);
   c.block_table =
-      c.ctx->make_buffer(BufferKind::device_local, table.size() * sizeof(uint32_t), "block table");
-  c.ctx->upload(c.block_table, 0, table.data(), table.size() * sizeof(uint32_t));
-  // Zeroed, so reading a token that was never written gives zeros rather than garbage.
+      c.ctx->make_buffer(BufferKind::device_local, table_entries * sizeof(uint32_t), "block table");
+  c.sync_tables();
+  // Zeroed: block 0, where every table entry without a block points, must read as zeros.
   c.ctx->submit(
       [&](VkCommandBuffer cmd) { vkCmdFillBuffer(cmd, c.pool.handle(), 0, VK_WHOLE_SIZE, 0); });
 }
@@ -101,8 +123,6 @@ KvCache::KvCache(KvCache&&) noexcept = default;
 KvCache& KvCache::operator=(KvCache&&) noexcept = default;
 
 const KvCacheDesc& KvCache::desc() const { return impl_->desc; }
-uint64_t KvCache::bytes() const { return impl_->pool.bytes(); }
-
 namespace {
 
 constexpr size_t kRegionsPerCopy = 128;
@@ -129,14 +149,10 @@ void store_values(const T* src, size_t count, DType dtype, uint8_t* dst) {
 }
 
 template <typename T>
-void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std::span<const T> k,
-                std::span<const T> v) {
+void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t layer, uint32_t first, uint32_t n,
+                std::span<const T> k, std::span<const T> v) {
   const KvCacheDesc& d = c.desc;
   const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
-  if (seq >= d.batch) {
-    bad("sequence " + std::to_string(seq) + " is out of range (cache has " +
-        std::to_string(d.batch) + " sequences)");
-  }
   if (n == 0) bad("n_tokens is 0 (expected at least 1 token to write)");
   if (uint64_t{first} + n > d.capacity_tokens) {
     bad("tokens [" + std::to_string(first) + ", " + std::to_string(uint64_t{first} + n) +
@@ -172,12 +188,17 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
     }
   }
 
+  // Take blocks (and copy shared ones) only once the values are known good.
+  std::vector<KvPages::Copy> copies;
+  c.pages.prepare_write(seq, layer, first, n, copies);
+  c.copy_blocks(copies);
+
   // One run per (block, head, K or V) that the token range touches.
   std::vector<Run> runs;
   for (uint32_t t = first; t < first + n;) {
     const uint32_t slot = t & (d.block_tokens - 1);
     const uint32_t rows = std::min(first + n - t, d.block_tokens - slot);
-    const uint32_t block = seq * c.blocks_per_seq + (t >> c.block_shift);  // identity table
+    const uint32_t block = c.pages.block_of(seq, layer, t);
     for (uint32_t g = 0; g < d.kv_heads; ++g) {
       for (bool is_v : {false, true}) {
         runs.push_back(
@@ -249,18 +270,109 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t first, uint32_t n, std:
 }  // namespace
 
 void KvCache::write(uint32_t seq, uint32_t first_token, uint32_t n_tokens, std::span<const float> k,
-                    std::span<const float> v) {
-  write_rows<float>(*impl_, seq, first_token, n_tokens, k, v);
+                    std::span<const float> v, uint32_t layer) {
+  write_rows<float>(*impl_, seq, layer, first_token, n_tokens, k, v);
 }
 
 void KvCache::write_f16(uint32_t seq, uint32_t first_token, uint32_t n_tokens,
-                        std::span<const uint16_t> k, std::span<const uint16_t> v) {
+                        std::span<const uint16_t> k, std::span<const uint16_t> v, uint32_t layer) {
   if (impl_->desc.dtype != DType::f16) {
     throw Error(ErrorCode::invalid_argument,
                 std::string("write_f16 needs an f16 cache; this cache stores ") +
                     to_string(impl_->desc.dtype) + " (use write with floats)");
   }
-  write_rows<uint16_t>(*impl_, seq, first_token, n_tokens, k, v);
+  write_rows<uint16_t>(*impl_, seq, layer, first_token, n_tokens, k, v);
+}
+
+void KvCache::Impl::copy_blocks(const std::vector<KvPages::Copy>& copies) {
+  if (copies.empty()) return;
+  std::vector<VkBufferCopy> regions;
+  for (const KvPages::Copy& cp : copies) {
+    regions.push_back({cp.src * block_bytes, cp.dst * block_bytes, block_bytes});
+  }
+  ctx->submit([&](VkCommandBuffer cmd) {
+    for (size_t i = 0; i < regions.size(); i += kRegionsPerCopy) {
+      const size_t count = std::min(kRegionsPerCopy, regions.size() - i);
+      vkCmdCopyBuffer(cmd, pool.handle(), pool.handle(), static_cast<uint32_t>(count),
+                      regions.data() + i);
+    }
+  });
+}
+
+void KvCache::Impl::check_readable(uint32_t seq, uint32_t layer, uint32_t first_key,
+                                   uint32_t end_key, const std::string& what) const {
+  const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
+  if (!pages.is_open(seq)) {
+    bad(what + ": sequence " + std::to_string(seq) + " is not open in the KV cache (" +
+        std::to_string(desc.batch) + " slots; free_sequence closed it or it never opened)");
+  }
+  const uint32_t len = pages.length(seq, layer);
+  if (end_key > len) {
+    bad(what + " = " + std::to_string(end_key) + " exceeds the " + std::to_string(len) +
+        " tokens written to sequence " + std::to_string(seq) + " in layer " +
+        std::to_string(layer));
+  }
+  const uint32_t released = pages.released(seq, layer);
+  if (first_key < released) {
+    bad(what + ": the query sees keys from " + std::to_string(first_key) + ", but sequence " +
+        std::to_string(seq) + " of window layer " + std::to_string(layer) + " (W " +
+        std::to_string(pages.window(layer)) + ") released tokens before " +
+        std::to_string(released) + " (expected a plan window no larger than the layer's)");
+  }
+}
+
+void KvCache::Impl::check_plan_layer(uint32_t layer, std::optional<uint32_t> window) const {
+  if (layer >= desc.layers) {
+    throw Error(ErrorCode::invalid_argument, "layer " + std::to_string(layer) +
+                                                 " is out of range (the cache has " +
+                                                 std::to_string(desc.layers) + " layers)");
+  }
+  const uint32_t w = pages.window(layer);
+  if (w != 0 && (!window || *window > w)) {
+    throw Error(ErrorCode::invalid_argument,
+                "layer " + std::to_string(layer) + " keeps a window of " + std::to_string(w) +
+                    " tokens; a plan reading it needs window <= " + std::to_string(w) + " (got " +
+                    (window ? std::to_string(*window) : std::string("none")) + ")");
+  }
+}
+
+uint64_t KvCache::bytes() const { return impl_->pool.bytes(); }
+
+KvMemory KvCache::memory() const {
+  const Impl& c = *impl_;
+  KvMemory m;
+  m.block_bytes = c.block_bytes;
+  m.token_bytes = c.block_bytes / c.desc.block_tokens;
+  m.pool_blocks = c.pages.pool_blocks();
+  m.pool_bytes = c.pool.bytes();
+  m.blocks_in_use = c.pages.blocks_in_use();
+  m.blocks_free = c.pages.blocks_free();
+  m.bytes_in_use = uint64_t{m.blocks_in_use} * c.block_bytes;
+  m.table_bytes = c.block_table.bytes();
+  return m;
+}
+
+uint32_t KvCache::add_sequence() { return impl_->pages.add(); }
+
+void KvCache::free_sequence(uint32_t seq) { impl_->pages.free(seq); }
+
+uint32_t KvCache::fork_sequence(uint32_t parent) {
+  std::vector<KvPages::Copy> copies;
+  const uint32_t child = impl_->pages.fork(parent, copies);
+  impl_->copy_blocks(copies);
+  return child;
+}
+
+void KvCache::truncate(uint32_t seq, uint32_t tokens) { impl_->pages.truncate(seq, tokens); }
+
+bool KvCache::is_open(uint32_t seq) const { return impl_->pages.is_open(seq); }
+
+uint32_t KvCache::length(uint32_t seq, uint32_t layer) const {
+  return impl_->pages.length(seq, layer);
+}
+
+uint32_t KvCache::released_tokens(uint32_t seq, uint32_t layer) const {
+  return impl_->pages.released(seq, layer);
 }
 
 }  // namespace gqavk

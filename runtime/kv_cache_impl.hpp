@@ -2,10 +2,13 @@
 #pragma once
 
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "buffer.hpp"
 #include "context_impl.hpp"
 #include "gqavk/kv_cache.hpp"
+#include "kv_pages.hpp"
 
 namespace gqavk {
 
@@ -14,13 +17,32 @@ struct KvCache::Impl {
   KvCacheDesc desc;
   uint32_t block_shift = 0;     // log2(desc.block_tokens)
   uint32_t group_shift = 0;     // log2(KG): kv_group_shift() of the device (tuning.hpp)
-  uint32_t blocks_per_seq = 0;  // ceil(capacity / block_tokens)
+  uint32_t blocks_per_seq = 0;  // ceil(capacity / block_tokens): one block table row
   uint64_t k_row_bytes = 0;     // one token of one head's K: head_dim * dtype bytes
   uint64_t v_row_bytes = 0;     // and of V: v_head_dim * dtype bytes
   uint64_t block_bytes = 0;     // kv_heads * block_tokens * (k_row_bytes + v_row_bytes)
   Buffer pool;
   std::optional<TexelView> texel_view;  // when the pool fits maxTexelBufferElements
-  Buffer block_table;                   // [batch, blocks_per_seq] physical block ids
+  Buffer block_table;                   // [layers, batch, blocks_per_seq] block ids (pages.table)
+  KvPages pages;                        // the host's book of the pool
+
+  // Uploads the block tables when an operation changed them; plans call it before each run.
+  void sync_tables() {
+    if (!pages.dirty()) return;
+    const std::vector<uint32_t>& t = pages.table();
+    ctx->upload(block_table, 0, t.data(), t.size() * sizeof(uint32_t));
+    pages.clear_dirty();
+  }
+  // Copies whole blocks on the device (forks, copy-on-write).
+  void copy_blocks(const std::vector<KvPages::Copy>& copies);
+  // The first block-table row of `layer`: the kernels' table_base.
+  uint32_t table_base(uint32_t layer) const { return layer * desc.batch; }
+  // Throws unless `layer` exists and, for a window layer, the plan's window is set and no larger.
+  void check_plan_layer(uint32_t layer, std::optional<uint32_t> window) const;
+  // Throws unless keys [first_key, end_key) of sequence `seq` in `layer` are written and still
+  // held (not released by a window layer); `what` names the caller's value (e.g. "lengths[2]").
+  void check_readable(uint32_t seq, uint32_t layer, uint32_t first_key, uint32_t end_key,
+                      const std::string& what) const;
 
   // A block holds, for each KV head g, a K slab of P tokens x Dk values, then (after all heads' K)
   // for each head a V slab of P tokens x Dv values. K and V slabs share one layout: groups of KG

@@ -39,6 +39,8 @@ PrefillPlan::PrefillPlan(Context& context, const KvCache& cache, const PrefillDe
     bad("window " + std::to_string(*desc.window) +
         " needs causal attention (expected causal = true, or no window)");
   }
+  p.cache->check_plan_layer(desc.layer, desc.window);
+  p.layer = desc.layer;
 
   const DeviceInfo& dev = p.ctx->info;
   p.shape = {desc.q_heads,
@@ -71,7 +73,7 @@ PrefillPlan::PrefillPlan(Context& context, const KvCache& cache, const PrefillDe
               desc.window.value_or(0u),
               desc.causal ? 1u : 0u,
               desc.sinks.empty() ? 0u : 1u,
-              0};
+              p.cache->table_base(desc.layer)};
   // Binding 6 is always bound: the sinks, or a dummy the kernel never reads.
   p.sinks = p.ctx->make_buffer(BufferKind::device_local,
                                std::max<uint64_t>(16, 4ull * desc.sinks.size()), "sinks");
@@ -112,6 +114,11 @@ void PrefillPlan::Impl::check_run(std::span<const float> q_values, std::span<con
           " with causal attention (expected queries <= kv_length: the queries are the last " +
           "queries of the kv_length tokens)");
     }
+    // The first query, at position kv_length - queries, sees the earliest key.
+    const uint32_t first_pos = s.kv_length - s.queries + 1;
+    const uint32_t first_key =
+        params.causal && params.window && first_pos > params.window ? first_pos - params.window : 0;
+    cache->check_readable(s.seq, layer, first_key, s.kv_length, at + "kv_length");
     rows += s.queries;
   }
   rows *= shape.q_heads;
@@ -201,6 +208,7 @@ void PrefillPlan::run(std::span<const float> q, std::span<const PrefillSeq> seqs
   check_prefill_run_limits(p.ctx->info, p.shape, p.tuning, q.size_bytes(), out.size_bytes(),
                            tile_list.size());
   p.reserve(entry_bytes, tile_bytes, q.size_bytes(), out.size_bytes());
+  p.cache->sync_tables();
   p.ctx->upload(p.entries, 0, entry_list.data(), entry_bytes);
   p.ctx->upload(p.tiles, 0, tile_list.data(), tile_bytes);
   p.ctx->upload(p.q, 0, q.data(), q.size_bytes());

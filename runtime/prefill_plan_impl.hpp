@@ -19,10 +19,11 @@ namespace gqavk {
 
 struct PrefillPlan::Impl {
   Context::Impl* ctx = nullptr;
-  const KvCache::Impl* cache = nullptr;
+  KvCache::Impl* cache = nullptr;
   PrefillShape shape;
   PrefillTuning tuning;
   PrefillParams params{};
+  uint32_t layer = 0;  // the cache layer read
 
   std::shared_ptr<const ComputePipeline> pipeline;
   Buffer entries, tiles, q, out, sinks;  // entries .. out grow on run (set rebuilt then)

@@ -19,7 +19,7 @@ layout(push_constant) uniform Params {
   uint window;     // sliding window W: the query at len - 1 sees keys [len - W, len); 0: none
   float softcap;   // c > 0: s = c * tanh(s / c) after scaling; 0: none
   uint has_sinks;  // 1: sinks[] holds one logit per query head
-  uint pad_;
+  uint table_base;     // the layer's first block-table row: sequence b reads row table_base + b
 } pc;
 
 layout(binding = 2, std430) readonly buffer Lengths { uint lengths[]; };

@@ -23,7 +23,7 @@ layout(push_constant) uniform Params {
   uint window;          // W > 0, or 0 for none
   uint causal;          // 1: bottom-right causal; 0: every query sees all keys
   uint has_sinks;       // 1: sinks[] holds a logit per query head
-  uint pad_;
+  uint table_base;     // the layer's first block-table row: sequence b reads row table_base + b
 } pc;
 
 // Per entry of the ragged batch: (cache sequence b, queries Lq, keys Lk, first row). Row r of Q

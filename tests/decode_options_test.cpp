@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -162,7 +163,14 @@ TEST_F(DecodeOptions, WindowReadsOnlyItsKeys) {
   const uint32_t window = 150;
   Filled f = filled({2, 2, 128, 2000, DType::f16, 16}, 210, false);
   const std::vector<uint32_t> lengths = {2000, 1011};
-  for (uint32_t b = 0; b < 2; ++b) write_tokens(f.cache, f.kv, b, lengths[b] - window, window);
+  // Keys before the window hold NaN: one read of them would poison the output.
+  KvHost poison = f.kv;
+  std::fill(poison.k.begin(), poison.k.end(), std::numeric_limits<float>::quiet_NaN());
+  std::fill(poison.v.begin(), poison.v.end(), std::numeric_limits<float>::quiet_NaN());
+  for (uint32_t b = 0; b < 2; ++b) {
+    write_tokens(f.cache, poison, b, 0, lengths[b] - window);
+    write_tokens(f.cache, f.kv, b, lengths[b] - window, window);
+  }
   const Options o{window, std::nullopt, {}};
   check_splits(f, 8, random_q(2, 8, 128, 211), lengths, o, {0u, 1u, 4u, 64u});
   // Automatic splits: as many as on a cache that holds only the window, fewer than without one.

@@ -822,15 +822,20 @@ TEST_F(Decode, FarEndOfTheLargestPool) {
       2ull << 30);
   const uint32_t batch = static_cast<uint32_t>(limit / kPerSeq);
   if (batch < 2) GTEST_SKIP() << "this device binds at most " << limit << " bytes";
-  KvCache cache(ctx, {batch, kG, kD, kLen, DType::f16});
+  KvCacheDesc desc{batch, kG, kD, kLen, DType::f16};
+  desc.pool_blocks = static_cast<uint32_t>(limit / (2ull * kG * 256 * kD * 2));  // 1 MiB blocks
+  KvCache cache(ctx, desc);
   ASSERT_GT(cache.bytes(), limit - kPerSeq);
 
+  // Written first, the last sequence takes the pool's highest blocks (KvPages hands them out
+  // first): its keys sit at the far end of the binding.
   const KvHost last = random_kv({1, kG, kD, kLen, DType::f16}, 120);
-  const std::vector<float> zero(size_t{kG} * kD, 0.0f);
-  for (uint32_t b = 0; b + 1 < batch; ++b) cache.write(b, 0, 1, zero, zero);
   for (uint32_t t = 0; t < kLen; t += 4096) {
     cache.write(batch - 1, t, 4096, last.slice_k(0, t, 4096), last.slice_v(0, t, 4096));
   }
+  ASSERT_EQ(cache.impl().pages.block_of(batch - 1, 0, 0), desc.pool_blocks - 1);
+  const std::vector<float> zero(size_t{kG} * kD, 0.0f);
+  for (uint32_t b = 0; b + 1 < batch; ++b) cache.write(b, 0, 1, zero, zero);
   DecodePlan plan(ctx, cache, {kH, std::nullopt, 0});
   std::vector<uint32_t> lengths(batch, 1);
   lengths.back() = kLen;

@@ -73,7 +73,8 @@ TEST_F(Errors, CacheBadBlockTokens) {
 // A pool no binding of the device can address is rejected before anything is allocated.
 TEST_F(Errors, CacheTooLargeForDevice) {
   const KvCacheDesc d{64, 64, 256, 1u << 20, DType::f32, 256};
-  const uint64_t pool_bytes = 2ull * 64 * 256 * 4 * (1ull << 20) * 64;  // K and V, every token
+  // Blocks of K and V (64 heads x 256 tokens x 256 values, f32) for every token, and block 0.
+  const uint64_t pool_bytes = 2ull * 64 * 256 * 256 * 4 * (64ull * 4096 + 1);
   EXPECT_TRUE(throws_error(
       [&] { KvCache c(context(), d); }, ErrorCode::unsupported,
       {std::to_string(pool_bytes) + " bytes", context().device().name, "binds at most"}));
@@ -240,7 +241,7 @@ class WriteErrors : public Errors {
 
 TEST_F(WriteErrors, SequenceOutOfRange) {
   EXPECT_TRUE(throws_error([&] { cache.write(2, 0, 4, k4, k4); }, kInvalid,
-                           {"sequence 2", "cache has 2 sequences"}));
+                           {"sequence 2", "cache has 2 sequence slots"}));
 }
 
 TEST_F(WriteErrors, TokensBeyondCapacity) {
@@ -284,7 +285,7 @@ TEST_F(Errors, WriteF16Checks) {
   EXPECT_TRUE(throws_error([&] { cache.write_f16(0, 29, 4, h, h); }, kInvalid,
                            {"tokens [29, 33)", "capacity of 32 tokens"}));
   EXPECT_TRUE(throws_error([&] { cache.write_f16(5, 0, 4, h, h); }, kInvalid,
-                           {"sequence 5", "cache has 2 sequences"}));
+                           {"sequence 5", "cache has 2 sequence slots"}));
   EXPECT_TRUE(throws_error([&] { cache.write_f16(0, 0, 0, {}, {}); }, kInvalid, {"n_tokens is 0"}));
 }
 
@@ -297,6 +298,8 @@ TEST_F(Errors, WriteF16Overflow) {
   std::vector<float> k(2 * 4 * 64, 0.5f), v = k;
   k[300] = 65519.0f;
   v[7] = -65519.0f;
+  const std::vector<float> first(2 * 10 * 64, 0.5f);
+  cache.write(1, 0, 10, first, first);
   cache.write(1, 10, 4, k, v);
   v[7] = -65520.0f;
   EXPECT_TRUE(
@@ -322,7 +325,25 @@ class RunErrors : public Errors {
   std::vector<float> q = std::vector<float>(2 * 4 * 64, 0.25f);
   std::vector<float> out = std::vector<float>(2 * 4 * 64, 0.0f);
   std::vector<uint32_t> lengths = {32, 5};
+
+  void SetUp() override {
+    const std::vector<float> kv(2 * 32 * 64, 0.5f);
+    cache.write(0, 0, 32, kv, kv);
+    cache.write(1, 0, 8, std::span(kv).first(2 * 8 * 64), std::span(kv).first(2 * 8 * 64));
+  }
 };
+
+// A length past what was written, and a closed sequence, are refused: the kernel would read
+// blocks the sequence does not hold.
+TEST_F(RunErrors, LengthBeyondWrittenTokens) {
+  lengths = {32, 9};
+  EXPECT_TRUE(throws_error([&] { plan.run(q, lengths, out); }, kInvalid,
+                           {"lengths[1] = 9", "exceeds the 8 tokens written to sequence 1"}));
+  cache.free_sequence(1);
+  lengths = {32, 5};
+  EXPECT_TRUE(throws_error([&] { plan.run(q, lengths, out); }, kInvalid,
+                           {"lengths[1]", "sequence 1 is not open"}));
+}
 
 TEST_F(RunErrors, LengthBeyondCapacity) {
   lengths = {5, 33};

@@ -348,8 +348,16 @@ TEST_F(Prefill, RejectsBadOptions) {
   EXPECT_TRUE(throws_error(make(d), kInvalid, {"window 0 is not valid", "at least 1 key"}));
 }
 
+// A cache whose every sequence holds its full capacity of tokens (values irrelevant).
+void fill(KvCache& cache) {
+  const KvCacheDesc& d = cache.desc();
+  const std::vector<float> kv(size_t{d.kv_heads} * d.capacity_tokens * d.head_dim, 0.25f);
+  for (uint32_t b = 0; b < d.batch; ++b) cache.write(b, 0, d.capacity_tokens, kv, kv);
+}
+
 TEST_F(Prefill, RejectsBadRuns) {
   KvCache cache(context(), small_cache(2, 16));
+  fill(cache);
   PrefillPlan plan(context(), cache, {kH});
   const auto run = [&](std::vector<PrefillSeq> seqs, size_t q_size, size_t out_size) {
     return [&plan, seqs, q_size, out_size] {
@@ -379,11 +387,19 @@ TEST_F(Prefill, RejectsBadRuns) {
     plan.run(q, {&s, 1}, out);
   };
   EXPECT_TRUE(throws_error(non_finite, kInvalid, {"q[70] = nan", "finite query values"}));
+  // Keys past what a sequence holds, and a closed sequence.
+  cache.truncate(1, 6);
+  EXPECT_TRUE(throws_error(run({{1, 1, 7}}, row, row), kInvalid,
+                           {"entry 0: kv_length = 7 exceeds the 6 tokens written to sequence 1"}));
+  cache.free_sequence(1);
+  EXPECT_TRUE(throws_error(run({{1, 1, 5}}, row, row), kInvalid,
+                           {"entry 0: kv_length", "sequence 1 is not open"}));
 }
 
 // Cross attention takes Lq > Lk; the same entry is an error only with causal.
 TEST_F(Prefill, NonCausalAcceptsMoreQueriesThanKeys) {
   KvCache cache(context(), small_cache(1, 16));
+  fill(cache);
   PrefillDesc d{kH};
   d.causal = false;
   PrefillPlan plan(context(), cache, d);

@@ -24,6 +24,9 @@ struct DecodeDesc {
   std::optional<uint32_t> window;  // AttentionOptions::window
   std::optional<float> softcap;    // AttentionOptions::softcap
   std::vector<float> sinks;        // AttentionOptions::sinks: empty or [H]
+  // Which layer of the cache the plan reads. A window layer (KvCacheDesc::layer_windows) needs a
+  // plan window no larger than the layer's.
+  uint32_t layer = 0;
 };
 
 // Chooses pipeline variants and the split count once for a cache and head count; run() then
@@ -39,7 +42,8 @@ class DecodePlan {
   DecodePlan& operator=(const DecodePlan&) = delete;
 
   // Runs attention of q [B, H, Dk] (f32, C order) over the first lengths[b] cached tokens of each
-  // sequence b (1 <= lengths[b] <= capacity) and writes out [B, H, Dv] (f32). Blocks until done.
+  // sequence slot b of the plan's layer (B = the cache's batch; every slot open, 1 <= lengths[b] <=
+  // the tokens written to it) and writes out [B, H, Dv] (f32). Blocks until done.
   void run(std::span<const float> q, std::span<const uint32_t> lengths, std::span<float> out);
   // Convenience form that returns the output.
   std::vector<float> run(std::span<const float> q, std::span<const uint32_t> lengths);

@@ -13,6 +13,7 @@ enum class ErrorCode {
   no_device,         // no Vulkan instance or no usable device
   out_of_memory,     // host or device memory allocation failed
   vulkan,            // a Vulkan call failed for another reason
+  out_of_blocks,     // the KV pool has too few free blocks for the request (nothing changed)
 };
 
 // Thrown by every gqavk call; the message names the bad value and what was expected.

@@ -25,6 +25,9 @@ struct PrefillDesc {
   std::optional<uint32_t> window;  // AttentionOptions::window; needs causal
   std::optional<float> softcap;    // AttentionOptions::softcap
   std::vector<float> sinks;        // AttentionOptions::sinks: empty or [H]
+  // Which layer of the cache the plan reads. A window layer (KvCacheDesc::layer_windows) needs a
+  // plan window no larger than the layer's.
+  uint32_t layer = 0;
 };
 
 // One sequence of a ragged batch: its queries attend to the first kv_length tokens of cache
@@ -33,7 +36,7 @@ struct PrefillDesc {
 struct PrefillSeq {
   uint32_t seq = 0;        // the cache's sequence index
   uint32_t queries = 0;    // Lq >= 1
-  uint32_t kv_length = 0;  // Lk, 1 to the cache capacity; Lq <= Lk when causal
+  uint32_t kv_length = 0;  // Lk, 1 to the tokens written to `seq`; Lq <= Lk when causal
 };
 
 // Chooses pipeline variants and tiles once for a cache and options; run() records and submits the

@@ -1,0 +1,15 @@
+// DeviceBuffer::Impl: the buffer and the context that made it.
+#pragma once
+
+#include "buffer.hpp"
+#include "context_impl.hpp"
+#include "gqavk/device_buffer.hpp"
+
+namespace gqavk {
+
+struct DeviceBuffer::Impl {
+  Context::Impl* ctx = nullptr;
+  Buffer buffer;
+};
+
+}  // namespace gqavk

@@ -1,0 +1,160 @@
+// KvCache::append: new tokens' K and V written by the device (shaders/append_kv.comp).
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "device_buffer_impl.hpp"
+#include "gqavk/error.hpp"
+#include "kv_cache_impl.hpp"
+#include "pipeline.hpp"
+
+namespace gqavk {
+
+namespace {
+
+struct AppendParams {  // mirrors Params in shaders/append_kv.comp
+  uint32_t tokens, kv_heads, blocks_per_seq, table_base, k_first, v_first;
+};
+static_assert(sizeof(AppendParams) == 24);
+
+[[noreturn]] void bad(const std::string& m) { throw Error(ErrorCode::invalid_argument, m); }
+
+// SRC_TYPE of append_kv.comp.
+uint32_t source_code(DType src) {
+  switch (src) {
+    case DType::f32:
+      return 0;
+    case DType::f16:
+      return 1;
+    default:
+      break;
+  }
+  bad(std::string("append source type ") + to_string(src) + " is not supported (expected f32 or " +
+      "f16)");
+}
+
+// The runs of consecutive positions each sequence's tokens form; throws naming a token that
+// breaks one.
+std::vector<KvPages::WriteRun> runs_of(std::span<const KvToken> tokens) {
+  std::vector<KvPages::WriteRun> runs;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const KvToken& t = tokens[i];
+    auto it = std::find_if(runs.begin(), runs.end(),
+                           [&](const KvPages::WriteRun& r) { return r.seq == t.seq; });
+    if (it == runs.end()) {
+      runs.push_back({t.seq, t.position, 1});
+    } else if (t.position == it->first + it->n) {
+      ++it->n;
+    } else {
+      bad("tokens[" + std::to_string(i) + "] is position " + std::to_string(t.position) +
+          " of sequence " + std::to_string(t.seq) + "; expected " +
+          std::to_string(it->first + it->n) +
+          " (each sequence's tokens are consecutive positions in order)");
+    }
+  }
+  return runs;
+}
+
+}  // namespace
+
+void KvCache::append(uint32_t layer, std::span<const KvToken> tokens, const DeviceBuffer& k,
+                     const DeviceBuffer& v, DType src, uint64_t k_first, uint64_t v_first) {
+  Impl& c = *impl_;
+  const KvCacheDesc& d = c.desc;
+  if (tokens.empty()) bad("tokens is empty (expected at least one token to append)");
+  if (k.impl().ctx != c.ctx || v.impl().ctx != c.ctx) {
+    bad("the K or V buffer was made on another context than the KV cache");
+  }
+  const uint32_t src_code = source_code(src);
+  const uint64_t elem = src == DType::f32 ? 4 : 2;
+  const uint64_t n = tokens.size();
+  const auto check_source = [&](const DeviceBuffer& buf, uint64_t first, uint32_t dim,
+                                const char* name) {
+    if (elem == 2 && first % 2 != 0) {
+      bad(std::string(name) + "_first " + std::to_string(first) +
+          " is odd (expected an even element for 16-bit sources)");
+    }
+    const uint64_t want = (first + n * d.kv_heads * dim) * elem;
+    if (want > buf.bytes() || first + n * d.kv_heads * dim > 0xffffffffu) {
+      bad(std::string(name) + " needs " + std::to_string(want) + " bytes ([" + std::to_string(n) +
+          ", " + std::to_string(d.kv_heads) + ", " + std::to_string(dim) + "] " + to_string(src) +
+          " from element " + std::to_string(first) + "); its buffer holds " +
+          std::to_string(buf.bytes()));
+    }
+  };
+  check_source(k, k_first, d.head_dim, "k");
+  check_source(v, v_first, d.v_head_dim, "v");
+  if (c.pool.bytes() > c.ctx->info.max_storage_buffer_range) {
+    throw Error(ErrorCode::unsupported,
+                "append writes the pool through one storage binding; this pool of " +
+                    std::to_string(c.pool.bytes()) + " bytes exceeds " + c.ctx->info.name +
+                    "'s maxStorageBufferRange of " +
+                    std::to_string(c.ctx->info.max_storage_buffer_range) +
+                    " (use write() from the host)");
+  }
+  const std::vector<KvPages::WriteRun> runs = runs_of(tokens);
+
+  // Blocks first (all or nothing), then the copies of shared blocks, then the kernel.
+  std::vector<KvPages::Copy> copies;
+  c.pages.prepare_writes(layer, runs, copies);
+  c.copy_blocks(copies);
+  c.sync_tables();
+
+  const uint32_t vals = d.dtype == DType::f16 ? 8 : 4;
+  PipelineDesc pd;
+  pd.shader = "append_kv";
+  pd.bindings.assign(6, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER);
+  pd.push_constant_bytes = sizeof(AppendParams);
+  pd.spec_constants = {std::max(d.head_dim, d.v_head_dim) / vals,
+                       d.head_dim,
+                       d.v_head_dim,
+                       d.dtype == DType::f16 ? 1u : 0u,
+                       c.block_shift,
+                       c.group_shift,
+                       src_code};
+  const auto pipeline = c.ctx->shared_pipeline(pd);
+
+  std::vector<uint32_t> at(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    at[2 * i] = tokens[i].seq;
+    at[2 * i + 1] = tokens[i].position;
+  }
+  Buffer token_buf =
+      c.ctx->make_buffer(BufferKind::device_local, at.size() * sizeof(uint32_t), "append tokens");
+  c.ctx->upload(token_buf, 0, at.data(), at.size() * sizeof(uint32_t));
+  Buffer status = c.ctx->make_buffer(BufferKind::device_local, 16, "append status");
+  const DescriptorSet set(c.ctx->device, *pipeline,
+                          {{c.pool.handle()},
+                           {c.block_table.handle()},
+                           {token_buf.handle()},
+                           {k.impl().buffer.handle()},
+                           {v.impl().buffer.handle()},
+                           {status.handle()}});
+  const AppendParams params{static_cast<uint32_t>(n),
+                            d.kv_heads,
+                            c.blocks_per_seq,
+                            c.table_base(layer),
+                            static_cast<uint32_t>(k_first),
+                            static_cast<uint32_t>(v_first)};
+  c.ctx->submit([&](VkCommandBuffer cmd) {
+    vkCmdFillBuffer(cmd, status.handle(), 0, VK_WHOLE_SIZE, 0);
+    memory_barrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                   VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+    record_dispatch(cmd, *pipeline, set.handle(), push_bytes(params), static_cast<uint32_t>(n),
+                    d.kv_heads, 2);
+    memory_barrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                   VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                   VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_SHADER_READ_BIT);
+  });
+  uint32_t overflowed = 0;
+  c.ctx->download(status, 0, &overflowed, sizeof(overflowed));
+  if (overflowed != 0) {
+    bad(std::to_string(overflowed) + " appended K/V values overflow f16 storage (expected " +
+        "|value| < 65520, which rounds to at most 65504); the tokens were written with infinity " +
+        "in their place");
+  }
+}
+
+}  // namespace gqavk
