@@ -1,4 +1,5 @@
-// KvCache::Impl: the pool, its texel view and the block table, for the kernels that read them.
+// KvCache::Impl: the pool, its texel view or address, and the block table, for the kernels that
+// read them.
 #pragma once
 
 #include <optional>
@@ -6,6 +7,8 @@
 #include "buffer.hpp"
 #include "context_impl.hpp"
 #include "gqavk/kv_cache.hpp"
+#include "pipeline.hpp"
+#include "tuning.hpp"
 
 namespace gqavk {
 
@@ -21,6 +24,13 @@ struct KvCache::Impl {
   Buffer pool;
   std::optional<TexelView> texel_view;  // when the pool fits maxTexelBufferElements
   Buffer block_table;                   // [batch, blocks_per_seq] physical block ids
+  // The pool's 64-bit device address (16 bytes), binding 0 of the address path; empty on a device
+  // without bufferDeviceAddress.
+  Buffer pool_address;
+
+  // Binding 0 of a kernel reading the pool with `path`; throws gqavk::Error (unsupported) when
+  // the pool has no such binding (too large for a texel view, or no device address).
+  Binding pool_binding(LoadPath path) const;
 
   // A block holds, for each KV head g, a K slab of P tokens x Dk values, then (after all heads' K)
   // for each head a V slab of P tokens x Dv values. K and V slabs share one layout: groups of KG
