@@ -23,7 +23,7 @@ uint32_t find_memory_type(VkPhysicalDevice phys, uint32_t type_bits, VkMemoryPro
 }  // namespace
 
 Buffer::Buffer(VkPhysicalDevice phys, VkDevice device, BufferKind kind, uint64_t bytes,
-               const char* what)
+               const char* what, bool device_address)
     : device_(device), bytes_(bytes), kind_(kind) {
   require(bytes > 0, ErrorCode::invalid_argument, std::string(what) + ": buffer size is 0");
   VkBufferCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
@@ -33,6 +33,7 @@ Buffer::Buffer(VkPhysicalDevice phys, VkDevice device, BufferKind kind, uint64_t
     // Every kernel load path may bind it: storage buffer, uniform or storage texel buffer.
     info.usage |= VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT |
                   VK_BUFFER_USAGE_STORAGE_TEXEL_BUFFER_BIT;
+    if (device_address) info.usage |= VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT;
   }
   info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
   vk_check(vkCreateBuffer(device, &info, nullptr, &buffer_), "vkCreateBuffer");
@@ -46,6 +47,9 @@ Buffer::Buffer(VkPhysicalDevice phys, VkDevice device, BufferKind kind, uint64_t
     VkMemoryAllocateInfo alloc{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
     alloc.allocationSize = req.size;
     alloc.memoryTypeIndex = find_memory_type(phys, req.memoryTypeBits, want, what);
+    VkMemoryAllocateFlagsInfo flags{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO};
+    flags.flags = VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT;
+    if (device_address && kind == BufferKind::device_local) alloc.pNext = &flags;
     VkResult r = vkAllocateMemory(device, &alloc, nullptr, &memory_);
     if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY) {
       throw Error(ErrorCode::out_of_memory,
@@ -62,6 +66,12 @@ Buffer::Buffer(VkPhysicalDevice phys, VkDevice device, BufferKind kind, uint64_t
     reset();
     throw;
   }
+}
+
+uint64_t Buffer::device_address() const {
+  VkBufferDeviceAddressInfo info{VK_STRUCTURE_TYPE_BUFFER_DEVICE_ADDRESS_INFO};
+  info.buffer = buffer_;
+  return vkGetBufferDeviceAddress(device_, &info);
 }
 
 Buffer::~Buffer() { reset(); }

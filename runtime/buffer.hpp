@@ -17,7 +17,10 @@ class Buffer {
  public:
   Buffer() = default;
   // Allocates `bytes` (> 0) of `kind`; usage gets storage, texel and transfer bits as fits.
-  Buffer(VkPhysicalDevice phys, VkDevice device, BufferKind kind, uint64_t bytes, const char* what);
+  // device_address: a device-local buffer kernels may also read through its address (the device
+  // must have bufferDeviceAddress enabled).
+  Buffer(VkPhysicalDevice phys, VkDevice device, BufferKind kind, uint64_t bytes, const char* what,
+         bool device_address = false);
   ~Buffer();
   Buffer(Buffer&& o) noexcept;
   Buffer& operator=(Buffer&& o) noexcept;
@@ -29,6 +32,8 @@ class Buffer {
   BufferKind kind() const { return kind_; }
   // Host pointer of a staging buffer; nullptr for device-local buffers.
   void* mapped() const { return mapped_; }
+  // The buffer's device address; the buffer must have been made with device_address.
+  uint64_t device_address() const;
   explicit operator bool() const { return buffer_ != VK_NULL_HANDLE; }
 
  private:

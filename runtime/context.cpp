@@ -381,8 +381,8 @@ Context::Context(const ContextOptions& options) : impl_(std::make_unique<Impl>()
   c.info = chosen.info;
   c.queue_family = chosen.queue_family;
 
-  // Device: one compute queue; subgroup size control and pipeline statistics where asked for and
-  // the device has them.
+  // Device: one compute queue; subgroup size control, buffer device addresses (for KV pools past
+  // a binding's range) and pipeline statistics where asked for and the device has them.
   const float priority = 1.0f;
   VkDeviceQueueCreateInfo queue_info{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
   queue_info.queueFamilyIndex = c.queue_family;
@@ -401,6 +401,13 @@ Context::Context(const ContextOptions& options) : impl_(std::make_unique<Impl>()
     if (c.info.api_version < VK_API_VERSION_1_3) {
       extensions.push_back(VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
     }
+  }
+  VkPhysicalDeviceBufferDeviceAddressFeatures address{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_BUFFER_DEVICE_ADDRESS_FEATURES};
+  if (c.info.buffer_device_address) {
+    address.bufferDeviceAddress = VK_TRUE;
+    *tail = &address;
+    tail = &address.pNext;
   }
   VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR exec_props{
       VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR};

@@ -44,10 +44,11 @@ struct Context::Impl {
 
   // Throws gqavk::Error (unsupported) naming `what` when the device cannot run work.
   void require_can_run(const char* what) const;
-  // A new buffer on this device.
-  Buffer make_buffer(BufferKind kind, uint64_t bytes, const char* what) const {
+  // A new buffer on this device (device_address: see Buffer).
+  Buffer make_buffer(BufferKind kind, uint64_t bytes, const char* what,
+                     bool device_address = false) const {
     require_can_run(what);
-    return Buffer(phys, device, kind, bytes, what);
+    return Buffer(phys, device, kind, bytes, what, device_address);
   }
   // A pipeline built with this context's pipeline cache.
   ComputePipeline make_pipeline(const PipelineDesc& desc) const {

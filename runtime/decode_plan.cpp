@@ -58,9 +58,7 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
                     p.window};
   p.tuning = choose_decode_tuning(dev, shape, desc.max_splits, overrides_from_env());
   const DecodeTuning& t = p.tuning;
-  if (uses_texel_view(t.load_path) && !p.cache->texel_view) {
-    throw Error(ErrorCode::unsupported, "the KV pool is too large for a texel view on " + dev.name);
-  }
+  const Binding pool_binding = p.cache->pool_binding(t.load_path);
   check_decode_limits(dev, shape, t);
   const bool split = t.max_splits > 1;
   const DecodePipelineDescs descs = decode_pipeline_descs(shape, t);
@@ -85,12 +83,6 @@ DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc&
     p.stats = p.ctx->make_buffer(BufferKind::device_local, rows * t.max_splits * 8, "split stats");
   } else {
     p.stats = p.ctx->make_buffer(BufferKind::device_local, 16, "split stats (unused)");
-  }
-  Binding pool_binding;
-  if (uses_texel_view(t.load_path)) {
-    pool_binding.texel_view = p.cache->texel_view->handle();
-  } else {
-    pool_binding.buffer = p.cache->pool.handle();
   }
   p.decode_set = DescriptorSet(p.ctx->device, *p.decode,
                                {pool_binding,

@@ -90,8 +90,9 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
   const uint64_t pool_bytes = c.block_bytes * c.desc.pool_blocks;
 
   const DeviceInfo& dev = c.ctx->info;
-  const uint64_t limit =
-      std::max(max_binding_bytes(dev, LoadPath::texel), max_binding_bytes(dev, LoadPath::storage));
+  check_pool_allocation(dev, pool_bytes);
+  uint64_t limit = 0;
+  for (LoadPath path : kAllLoadPaths) limit = std::max(limit, max_binding_bytes(dev, path));
   if (pool_bytes > limit) {
     throw Error(ErrorCode::unsupported,
                 "KV pool of " + std::to_string(c.desc.pool_blocks) + " blocks x " +
@@ -102,9 +103,21 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
                     dev.name + " binds at most " + std::to_string(limit) +
                     " bytes (reduce pool_blocks, batch, layers or capacity_tokens)");
   }
-  c.pool = c.ctx->make_buffer(BufferKind::device_local, pool_bytes, "KV pool");
+  // Addressable wherever the device allows: the load path is a plan's choice (and
+  // GQAVK_KV_LOAD's), made after the pool exists.
+  c.pool = c.ctx->make_buffer(BufferKind::device_local, pool_bytes, "KV pool",
+                              dev.buffer_device_address);
   if (pool_bytes <= max_binding_bytes(dev, LoadPath::texel)) {
     c.texel_view.emplace(c.ctx->device, c.pool);
+  }
+  if (dev.buffer_device_address) {
+    const uint64_t address[2] = {c.pool.device_address(), 0};
+    // kv_load.glsl declares its loads 16-byte aligned (one 128-bit load per texel).
+    require(address[0] % 16 == 0, ErrorCode::vulkan,
+            "the KV pool's device address " + std::to_string(address[0]) +
+                " is not 16-byte aligned (expected the alignment of any storage buffer)");
+    c.pool_address = c.ctx->make_buffer(BufferKind::device_local, sizeof(address), "KV address");
+    c.ctx->upload(c.pool_address, 0, address, sizeof(address));
   }
 
   // Block tables: every entry starts at the reserved zero block; blocks are taken as tokens come.
@@ -116,6 +129,27 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
   // Zeroed: block 0, where every table entry without a block points, must read as zeros.
   c.ctx->submit(
       [&](VkCommandBuffer cmd) { vkCmdFillBuffer(cmd, c.pool.handle(), 0, VK_WHOLE_SIZE, 0); });
+}
+
+Binding KvCache::Impl::pool_binding(LoadPath path) const {
+  Binding b;
+  if (uses_texel_view(path)) {
+    if (!texel_view) {
+      throw Error(ErrorCode::unsupported, "the KV pool of " + std::to_string(pool.bytes()) +
+                                              " bytes is too large for a texel view on " +
+                                              ctx->info.name);
+    }
+    b.texel_view = texel_view->handle();
+  } else if (path == LoadPath::address) {
+    if (!pool_address) {
+      throw Error(ErrorCode::unsupported, "the KV pool has no device address on " + ctx->info.name +
+                                              " (no bufferDeviceAddress)");
+    }
+    b.buffer = pool_address.handle();
+  } else {
+    b.buffer = pool.handle();
+  }
+  return b;
 }
 
 KvCache::~KvCache() = default;

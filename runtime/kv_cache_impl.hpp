@@ -1,4 +1,5 @@
-// KvCache::Impl: the pool, its texel view and the block table, for the kernels that read them.
+// KvCache::Impl: the pool, its texel view or address, and the block table, for the kernels that
+// read them.
 #pragma once
 
 #include <optional>
@@ -9,6 +10,8 @@
 #include "context_impl.hpp"
 #include "gqavk/kv_cache.hpp"
 #include "kv_pages.hpp"
+#include "pipeline.hpp"
+#include "tuning.hpp"
 
 namespace gqavk {
 
@@ -43,6 +46,13 @@ struct KvCache::Impl {
   // held (not released by a window layer); `what` names the caller's value (e.g. "lengths[2]").
   void check_readable(uint32_t seq, uint32_t layer, uint32_t first_key, uint32_t end_key,
                       const std::string& what) const;
+  // The pool's 64-bit device address (16 bytes), binding 0 of the address path; empty on a device
+  // without bufferDeviceAddress.
+  Buffer pool_address;
+
+  // Binding 0 of a kernel reading the pool with `path`; throws gqavk::Error (unsupported) when
+  // the pool has no such binding (too large for a texel view, or no device address).
+  Binding pool_binding(LoadPath path) const;
 
   // A block holds, for each KV head g, a K slab of P tokens x Dk values, then (after all heads' K)
   // for each head a V slab of P tokens x Dv values. K and V slabs share one layout: groups of KG

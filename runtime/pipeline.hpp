@@ -14,7 +14,7 @@
 
 namespace gqavk {
 
-// The descriptor type binding 0 (the KV pool) has for each load path.
+// The descriptor type binding 0 (the KV pool, or its address) has for each load path.
 inline VkDescriptorType kv_pool_descriptor_type(LoadPath path) {
   switch (path) {
     case LoadPath::texel:
@@ -22,6 +22,7 @@ inline VkDescriptorType kv_pool_descriptor_type(LoadPath path) {
     case LoadPath::image:
       return VK_DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER;
     case LoadPath::storage:
+    case LoadPath::address:
       break;
   }
   return VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;

@@ -119,8 +119,9 @@ namespace {
 
 void check_prefill_limits(const DeviceInfo& device, const PrefillShape& shape,
                           const PrefillTuning& t) {
-  // Bindings: the pool (a storage buffer on the storage path) and six storage buffers.
-  const uint32_t storage_buffers = t.load_path == LoadPath::storage ? 7 : 6;
+  // Bindings: the pool (a storage buffer on the storage and address paths) and six storage
+  // buffers.
+  const uint32_t storage_buffers = uses_texel_view(t.load_path) ? 6 : 7;
   if (device.max_per_stage_storage_buffers &&
       storage_buffers > device.max_per_stage_storage_buffers) {
     over(device, "the prefill kernel's storage-buffer descriptors", storage_buffers,

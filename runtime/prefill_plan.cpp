@@ -55,9 +55,7 @@ PrefillPlan::PrefillPlan(Context& context, const KvCache& cache, const PrefillDe
              desc.softcap.has_value()};
   p.tuning = choose_prefill_tuning(dev, p.shape, overrides_from_env());
   const PrefillTuning& t = p.tuning;
-  if (uses_texel_view(t.load_path) && !p.cache->texel_view) {
-    throw Error(ErrorCode::unsupported, "the KV pool is too large for a texel view on " + dev.name);
-  }
+  p.cache->pool_binding(t.load_path);  // throws before any pipeline is built if it has none
   check_prefill_limits(dev, p.shape, t);
   p.pipeline = p.ctx->shared_pipeline(prefill_pipeline_descs(p.shape, t).prefill);
 
@@ -180,14 +178,8 @@ void PrefillPlan::Impl::reserve(uint64_t entry_bytes, uint64_t tile_bytes, uint6
   grew = grow(*ctx, q, q_bytes, "prefill queries") || grew;
   grew = grow(*ctx, out, out_bytes, "prefill output") || grew;
   if (!grew) return;
-  Binding pool_binding;
-  if (uses_texel_view(tuning.load_path)) {
-    pool_binding.texel_view = cache->texel_view->handle();
-  } else {
-    pool_binding.buffer = cache->pool.handle();
-  }
   set = DescriptorSet(ctx->device, *pipeline,
-                      {pool_binding,
+                      {cache->pool_binding(tuning.load_path),
                        {cache->block_table.handle()},
                        {entries.handle()},
                        {tiles.handle()},

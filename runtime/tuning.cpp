@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <iterator>
 #include <string>
+#include <utility>
 
 #include "decode_pipelines.hpp"
 #include "gqavk/error.hpp"
@@ -166,17 +167,39 @@ const char* to_string(LoadPath path) {
       return "storage";
     case LoadPath::image:
       return "image";
+    case LoadPath::address:
+      return "address";
   }
   return "unknown";
 }
 
 uint64_t max_binding_bytes(const DeviceInfo& device, LoadPath path) {
-  // texelFetch and imageLoad take an int: at most 2^31 - 1 texels whatever the device allows.
-  const uint64_t texels = std::min<uint64_t>(device.max_texel_buffer_elements, 0x7fffffffu);
-  const uint64_t limit = uses_texel_view(path) ? texels * 16 : device.max_storage_buffer_range;
-  const uint64_t alloc =
-      device.max_memory_allocation_size ? device.max_memory_allocation_size : limit;
-  return std::min(limit, alloc);
+  uint64_t limit = device.max_storage_buffer_range;
+  if (uses_texel_view(path)) {
+    // texelFetch and imageLoad take an int: at most 2^31 - 1 texels whatever the device allows.
+    limit = std::min<uint64_t>(device.max_texel_buffer_elements, 0x7fffffffu) * 16;
+  } else if (path == LoadPath::address) {
+    limit = device.buffer_device_address ? (uint64_t{1} << 32) * 16 : 0;
+  }
+  for (const uint64_t cap : {device.max_memory_allocation_size, device.max_buffer_size}) {
+    if (cap) limit = std::min(limit, cap);
+  }
+  return limit;
+}
+
+void check_pool_allocation(const DeviceInfo& device, uint64_t pool_bytes) {
+  const std::pair<uint64_t, const char*> caps[] = {
+      {device.max_memory_allocation_size, "maxMemoryAllocationSize"},
+      {device.max_buffer_size, "maxBufferSize"}};
+  for (const auto& [cap, name] : caps) {
+    if (cap && pool_bytes > cap) {
+      throw Error(ErrorCode::unsupported,
+                  "KV pool of " + std::to_string(pool_bytes) + " bytes exceeds " + device.name +
+                      "'s " + name + " of " + std::to_string(cap) +
+                      " bytes (the pool is one buffer in one allocation); use fewer sequences or "
+                      "a smaller capacity");
+    }
+  }
 }
 
 DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& shape,
@@ -196,30 +219,52 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
   // Load path: lavapipe gathers texel fetches but loops per lane over storage loads; GPUs read
   // storage buffers at full speed. On lavapipe imageLoad (inlined) streams faster than texelFetch
   // (a call), yet decode, bound by its arithmetic, measured the same with both: texel stays.
-  // Take the other path when the pool exceeds the binding limit.
+  // Take the other binding path when the pool exceeds the preferred one's limit, and the pool's
+  // device address when it exceeds both.
   LoadPath preferred = device.vendor == Vendor::mesa_cpu ? LoadPath::texel : LoadPath::storage;
-  if (!overrides.load_path.empty()) {
+  const bool forced = !overrides.load_path.empty();
+  if (forced) {
     const LoadPath* named =
-        std::find_if(std::begin(kLoadPaths), std::end(kLoadPaths),
+        std::find_if(std::begin(kAllLoadPaths), std::end(kAllLoadPaths),
                      [&](LoadPath p) { return overrides.load_path == to_string(p); });
-    if (named == std::end(kLoadPaths)) {
+    if (named == std::end(kAllLoadPaths)) {
       throw Error(ErrorCode::invalid_argument,
                   "GQAVK_KV_LOAD='" + overrides.load_path +
-                      "' is not valid (expected texel, storage or image)");
+                      "' is not valid (expected texel, storage, image or address)");
     }
     preferred = *named;
+    if (preferred == LoadPath::address && !device.buffer_device_address) {
+      throw Error(ErrorCode::unsupported,
+                  "GQAVK_KV_LOAD='address' needs the bufferDeviceAddress feature, which " +
+                      device.name + " lacks (expected texel, storage or image)");
+    }
   }
+  check_pool_allocation(device, shape.pool_bytes);
   const LoadPath other = uses_texel_view(preferred) ? LoadPath::storage : LoadPath::texel;
-  if (shape.pool_bytes <= max_binding_bytes(device, preferred)) {
+  const auto fits = [&](LoadPath p) { return shape.pool_bytes <= max_binding_bytes(device, p); };
+  if (fits(preferred)) {
     t.load_path = preferred;
-  } else if (overrides.load_path.empty() && shape.pool_bytes <= max_binding_bytes(device, other)) {
+  } else if (!forced && fits(other)) {
     t.load_path = other;
+  } else if (!forced && fits(LoadPath::address)) {
+    t.load_path = LoadPath::address;
+  } else if (forced) {
+    throw Error(ErrorCode::unsupported,
+                "KV pool of " + std::to_string(shape.pool_bytes) + " bytes exceeds what the " +
+                    to_string(preferred) + " path (GQAVK_KV_LOAD) can address on " + device.name +
+                    " (" + std::to_string(max_binding_bytes(device, preferred)) + " bytes)");
   } else {
-    throw Error(ErrorCode::unsupported, "KV pool of " + std::to_string(shape.pool_bytes) +
-                                            " bytes exceeds what one binding can address on " +
-                                            device.name + " (" +
-                                            std::to_string(max_binding_bytes(device, preferred)) +
-                                            " bytes); use fewer sequences or a smaller capacity");
+    throw Error(
+        ErrorCode::unsupported,
+        "KV pool of " + std::to_string(shape.pool_bytes) +
+            " bytes exceeds what one binding can address on " + device.name + " (texel view " +
+            std::to_string(max_binding_bytes(device, LoadPath::texel)) + " bytes, storage buffer " +
+            std::to_string(max_binding_bytes(device, LoadPath::storage)) + " bytes)" +
+            (device.buffer_device_address
+                 ? ", or its device address (" +
+                       std::to_string(max_binding_bytes(device, LoadPath::address)) + " bytes)"
+                 : ", and the device has no bufferDeviceAddress to reach past them") +
+            "; use fewer sequences or a smaller capacity");
   }
 
   // Reduction: one subgroup per workgroup where the probe proved subgroups whole and correct.

@@ -10,10 +10,14 @@
 
 namespace gqavk {
 
-// How kernels bind the KV pool (kv_load.glsl): a storage buffer, a uniform texel buffer read with
-// texelFetch, or a storage texel buffer read with imageLoad. The last two share a buffer view.
-enum class LoadPath { texel, storage, image };
+// How kernels reach the KV pool (kv_load.glsl): a storage buffer, a uniform texel buffer read with
+// texelFetch, a storage texel buffer read with imageLoad (the last two share a buffer view), or
+// the pool's buffer device address (binding 0 then holds the address): no binding limit applies.
+enum class LoadPath { texel, storage, image, address };
+// The paths that bind the pool itself (the bench's streaming kernels take these).
 inline constexpr LoadPath kLoadPaths[] = {LoadPath::texel, LoadPath::storage, LoadPath::image};
+inline constexpr LoadPath kAllLoadPaths[] = {LoadPath::texel, LoadPath::storage, LoadPath::image,
+                                             LoadPath::address};
 enum class Reduction { subgroup, shared };
 // Which decode kernel: the CPU-driver tier (decode_split.comp: whole keys and query rows per lane)
 // or the GPU tier (decode_gpu.comp: the head dim spread across lanes, 16 bytes of q per lane).
@@ -61,7 +65,7 @@ struct DecodeTuning {
 
 // Overrides for testing both paths on one device; empty strings mean "choose".
 struct TuningOverrides {
-  std::string load_path;       // "texel", "storage" or "image"
+  std::string load_path;       // "texel", "storage", "image" or "address"
   std::string reduction;       // "subgroup" or "shared"
   std::string values;          // "key" or "texel" (subgroup reduction only)
   std::string tier;            // "cpu" or "gpu"
@@ -91,13 +95,21 @@ const char* to_string(Tier tier);
 // 0 for any other text.
 uint32_t parse_power_of_two_to_8(const std::string& text);
 
-// "texel", "storage" or "image": the name in shader variants and in GQAVK_KV_LOAD.
+// "texel", "storage", "image" or "address": the name in shader variants and in GQAVK_KV_LOAD.
 const char* to_string(LoadPath path);
 
 // True for the paths that bind the pool through a buffer view (texel and image).
-inline bool uses_texel_view(LoadPath path) { return path != LoadPath::storage; }
+inline bool uses_texel_view(LoadPath path) {
+  return path == LoadPath::texel || path == LoadPath::image;
+}
 
-// Bytes a binding of the pool may span with `path` on `device`.
+// Bytes of the pool `path` can reach on `device`: one binding's range, or on the address path
+// (0 without bufferDeviceAddress) 2^32 texels of 16 bytes, the kernels' uint texel indices. Never
+// more than one allocation or buffer may hold.
 uint64_t max_binding_bytes(const DeviceInfo& device, LoadPath path);
+
+// Throws gqavk::Error (unsupported) naming the bytes and the limit when a pool of `pool_bytes`
+// exceeds what one allocation (maxMemoryAllocationSize) or one buffer (maxBufferSize) may hold.
+void check_pool_allocation(const DeviceInfo& device, uint64_t pool_bytes);
 
 }  // namespace gqavk

@@ -42,9 +42,9 @@ constexpr const char* kUsage =
 constexpr const char* kHelp =
     "\n"
     "Lists every Vulkan device gqavk can use with its capability record (vendor, driver, API\n"
-    "version, type, memory heaps, subgroup sizes and operations, 16-bit support, the limits gqavk\n"
-    "relies on, whether it can run work) and the decode and prefill tunings gqavk picks for each\n"
-    "shape.\n"
+    "version, type, memory heaps, subgroup sizes and operations, 16-bit support, buffer device\n"
+    "addresses, the limits gqavk relies on, whether it can run work) and the decode and prefill\n"
+    "tunings gqavk picks for each shape.\n"
     "\n"
     "  --device D     only the device with this index or name substring (default: all devices)\n"
     "  --shape S      a model shape, as gqavk-bench names them: H:<query heads>/G:<KV heads>/\n"
@@ -173,6 +173,7 @@ Json device_record(const gqavk::DeviceInfo& d) {
        {{"period_ns", std::isfinite(d.timestamp_period_ns) ? Json(d.timestamp_period_ns) : Json()},
         {"valid_bits", d.timestamp_valid_bits}}},
       {"pipeline_statistics", d.pipeline_statistics},
+      {"buffer_device_address", d.buffer_device_address},
   };
 }
 
@@ -448,6 +449,10 @@ void print_device(const Json& d, bool pipelines) {
               d["pipeline_statistics"].get<bool>()
                   ? "yes (VK_KHR_pipeline_executable_properties)"
                   : "no (the driver lacks VK_KHR_pipeline_executable_properties)");
+  std::printf("  buffer device address: %s\n",
+              d["buffer_device_address"].get<bool>()
+                  ? "yes (KV pools past one binding's range use the address load path)"
+                  : "no (a KV pool must fit one binding)");
   if (d.contains("error")) {
     std::printf("  error: %s\n", d["error"].get<std::string>().c_str());
     return;

@@ -77,11 +77,11 @@ void print_row(const Row& r) {
   static bool header = false;
   if (!header) {
     header = true;
-    std::printf("%-8s %-10s %-19s %-6s %-6s %4s %5s %5s %7s %7s %8s %5s %7s %6s\n", "family",
+    std::printf("%-8s %-10s %-19s %-6s %-15s %4s %5s %5s %7s %7s %8s %5s %7s %6s\n", "family",
                 "model", "shape", "mode", "role", "wave", "VGPRs", "SGPRs", "spill-V", "spill-S",
                 "scratch", "occ", "code", "instrs");
   }
-  std::printf("%-8s %-10s %-19s %-6s %-6s %4u %5.0f %5.0f %7.0f %7.0f %8.0f %5.0f %7.0f %6.0f%s\n",
+  std::printf("%-8s %-10s %-19s %-6s %-15s %4u %5.0f %5.0f %7.0f %7.0f %8.0f %5.0f %7.0f %6.0f%s\n",
               family().c_str(), r.model.c_str(), r.shape.c_str(), r.mode.c_str(), r.role.c_str(),
               r.subgroup, r.vgprs, r.sgprs, r.spilled_vgprs, r.spilled_sgprs, r.scratch,
               r.occupancy, r.code_size, r.instructions, r.ok ? "" : "  << FAIL");
@@ -112,8 +112,15 @@ class Summary : public ::testing::Environment {
   void TearDown() override {
     size_t failed = 0;
     for (const Row& r : rows()) failed += r.ok ? 0 : 1;
-    const bool printed = print_table("decode", "decode pipelines, worst of split and direct");
-    if (!print_table("prefill", "prefill pipelines (GPU tier)") && !printed) return;
+    bool printed = print_table("decode", "decode pipelines, worst of split and direct");
+    printed = print_table("prefill", "prefill pipelines (GPU tier)") || printed;
+    printed =
+        print_table("decode-address", "decode pipelines reading the pool by device address") ||
+        printed;
+    printed =
+        print_table("prefill-address", "prefill pipelines reading the pool by device address") ||
+        printed;
+    if (!printed) return;
     std::printf(
         "\n%s: %zu pipelines, %zu over the limits (no spills, no scratch, subgroups per "
         "SIMD >= %u for decode with D <= 128, >= %u above, >= %u for prefill)\n",
@@ -200,7 +207,7 @@ std::vector<uint32_t> subgroup_sizes(const DeviceInfo& d) {
 }
 
 // Builds `desc`, reads ACO's figures, checks them and records a row.
-void check_pipeline(Context& ctx, const ModelShape& m, const char* mode, const char* role,
+void check_pipeline(Context& ctx, const ModelShape& m, const char* mode, const std::string& role,
                     uint32_t requested, const PipelineDesc& desc) {
   const ComputePipeline pipe = ctx.impl().make_pipeline(desc);
   const std::vector<PipelineExecutable> execs = pipeline_statistics(ctx.impl(), pipe);
@@ -228,8 +235,8 @@ void check_pipeline(Context& ctx, const ModelShape& m, const char* mode, const c
   r.occupancy = need({"Subgroups per SIMD"});
   r.code_size = need({"Code size"});
   r.instructions = need({"Instructions"});
-  r.min_occupancy = std::string(role) == "prefill" ? min_prefill_occupancy(family())
-                                                   : min_occupancy(family(), m.head_dim);
+  r.min_occupancy = role.rfind("prefill", 0) == 0 ? min_prefill_occupancy(family())
+                                                  : min_occupancy(family(), m.head_dim);
   std::string problems;
   if (r.spilled_vgprs != 0 || r.spilled_sgprs != 0) {
     problems += " spills " + std::to_string(static_cast<long>(r.spilled_vgprs)) + " VGPRs and " +
@@ -254,12 +261,17 @@ void check_pipeline(Context& ctx, const ModelShape& m, const char* mode, const c
 // Every pipeline a plan of `shape` builds, split and direct, at every subgroup size the device
 // offers, with the GPU-tier kernel. The model options (window, softcap, sinks) are push constants
 // and a binding, the same pipeline with or without them: the kernels checked here carry their code.
-void check_all_pipelines(Context& ctx, const ModelShape& m, const DecodeShape& shape) {
+// `load`: a forced load path (GQAVK_KV_LOAD), its rows' role "decode-<load>"; the merge pass,
+// which never reads the pool, is checked only on the chosen path.
+void check_all_pipelines(Context& ctx, const ModelShape& m, const DecodeShape& shape,
+                         const std::string& load = "") {
+  const std::string role = load.empty() ? "decode" : "decode-" + load;
   for (const auto& [mode, splits] : {std::pair{"split", kSplits}, std::pair{"direct", 1u}}) {
     for (uint32_t size : subgroup_sizes(ctx.device())) {
       TuningOverrides o;
       o.tier = "gpu";
       o.subgroup_size = size;
+      o.load_path = load;
       DecodeTuning t;
       try {
         t = choose_decode_tuning(ctx.device(), shape, splits, o);
@@ -271,14 +283,21 @@ void check_all_pipelines(Context& ctx, const ModelShape& m, const DecodeShape& s
       }
       EXPECT_EQ(t.max_splits > 1, splits > 1);
       const DecodePipelineDescs descs = decode_pipeline_descs(shape, t);
-      check_pipeline(ctx, m, mode, "decode", size, descs.decode);
-      if (descs.merge) check_pipeline(ctx, m, mode, "merge", size, *descs.merge);
+      check_pipeline(ctx, m, mode, role, size, descs.decode);
+      if (descs.merge && load.empty()) check_pipeline(ctx, m, mode, "merge", size, *descs.merge);
     }
   }
 }
 
 TEST_P(GpuCompile, NoSpillsAndEnoughOccupancy) {
   check_all_pipelines(*context_, GetParam(), tools::decode_shape(GetParam(), context_->device()));
+}
+
+// The same kernels reading the pool through its device address (kv_load.glsl's path 3, for pools
+// past a binding's range): 64-bit addresses per lane must keep the same limits.
+TEST_P(GpuCompile, AddressPathNoSpillsAndEnoughOccupancy) {
+  check_all_pipelines(*context_, GetParam(), tools::decode_shape(GetParam(), context_->device()),
+                      "address");
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GpuCompile, ::testing::ValuesIn(tools::model_shapes()),
@@ -319,15 +338,14 @@ std::vector<ModelShape> prefill_shapes() {
 using PrefillGpuCompile = GpuCompile;
 
 // The GPU-tier prefill pipeline the tuning picks for the shape, at every subgroup size the device
-// offers.
-TEST_P(PrefillGpuCompile, NoSpillsAndEnoughOccupancy) {
-  Context& ctx = *context_;
-  const ModelShape& m = GetParam();
+// offers; `load` as check_all_pipelines'.
+void check_prefill_pipelines(Context& ctx, const ModelShape& m, const std::string& load = "") {
   const PrefillShape shape = tools::prefill_shape(m, ctx.device());
   for (uint32_t size : subgroup_sizes(ctx.device())) {
     TuningOverrides o;
     o.tier = "gpu";
     o.subgroup_size = size;
+    o.load_path = load;
     PrefillTuning t;
     try {
       t = choose_prefill_tuning(ctx.device(), shape, o);
@@ -337,8 +355,17 @@ TEST_P(PrefillGpuCompile, NoSpillsAndEnoughOccupancy) {
                     << e.what();
       continue;
     }
-    check_pipeline(ctx, m, "tile", "prefill", size, prefill_pipeline_descs(shape, t).prefill);
+    check_pipeline(ctx, m, "tile", load.empty() ? "prefill" : "prefill-" + load, size,
+                   prefill_pipeline_descs(shape, t).prefill);
   }
+}
+
+TEST_P(PrefillGpuCompile, NoSpillsAndEnoughOccupancy) {
+  check_prefill_pipelines(*context_, GetParam());
+}
+
+TEST_P(PrefillGpuCompile, AddressPathNoSpillsAndEnoughOccupancy) {
+  check_prefill_pipelines(*context_, GetParam(), "address");
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, PrefillGpuCompile, ::testing::ValuesIn(prefill_shapes()),

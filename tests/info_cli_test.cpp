@@ -81,6 +81,7 @@ TEST(InfoCli, JsonParsesAndNamesTheDevice) {
   EXPECT_EQ(d["subgroups"]["size"], context().device().subgroup_size);
   EXPECT_EQ(d["subgroups"]["lanes"], context().device().subgroup_lanes);
   EXPECT_EQ(d["pipeline_statistics"], context().device().pipeline_statistics);
+  EXPECT_EQ(d["buffer_device_address"], context().device().buffer_device_address);
   EXPECT_FALSE(d["memory_heaps"].empty());
   ASSERT_EQ(d["decode"].size(), 2u);
   EXPECT_EQ(d["decode"][0]["shape"], "H:32/G:8/D:128/f16");

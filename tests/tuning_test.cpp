@@ -493,7 +493,7 @@ TEST(Tuning, TexelIndicesFitAnInt) {
   // RADV reports 2^32 - 1 texel-buffer elements; texelFetch's int index reaches 2^31 - 1.
   DeviceInfo dev = amd_like();
   dev.max_texel_buffer_elements = 0xffffffffu;
-  dev.max_memory_allocation_size = 1ull << 40;
+  dev.max_memory_allocation_size = dev.max_buffer_size = 1ull << 40;
   EXPECT_EQ(max_binding_bytes(dev, LoadPath::texel), 0x7fffffffull * 16);
   EXPECT_EQ(max_binding_bytes(dev, LoadPath::image), 0x7fffffffull * 16);
 }
@@ -521,6 +521,116 @@ TEST(Tuning, ForcedLoadPathNeverFallsBack) {
       ErrorCode::unsupported, {std::to_string(200 * kMiB)}));
 }
 
+DeviceInfo with_address(DeviceInfo d) {
+  d.buffer_device_address = true;
+  return d;
+}
+
+// Past both binding limits the pool is read through its device address where the device has one;
+// the binding paths keep their preference while they fit.
+TEST(Tuning, AddressPathPastEveryBinding) {
+  // NVIDIA-like: 4 GiB storage range, 2 GiB of texels, 16 GiB allocations.
+  const DecodeShape big = with_pool(kLlama, 8 * kGiB);
+  EXPECT_EQ(choose_decode_tuning(with_address(nvidia_like()), big, 0).load_path, LoadPath::address);
+  EXPECT_EQ(choose_decode_tuning(with_address(nvidia_like()), kLlama, 0).load_path,
+            LoadPath::storage);
+  // lavapipe-like: its texel view spans the whole 2 GiB allocation, so texel is kept; with a
+  // smaller texel limit a 200 MiB pool (past the 128 MiB storage range) takes the address.
+  DeviceInfo cpu = with_address(lavapipe_like());
+  EXPECT_EQ(choose_decode_tuning(cpu, with_pool(kLlama, 200 * kMiB), 0).load_path, LoadPath::texel);
+  cpu.max_texel_buffer_elements = 1u << 20;  // 16 MiB of texels
+  EXPECT_EQ(choose_decode_tuning(cpu, with_pool(kLlama, 200 * kMiB), 0).load_path,
+            LoadPath::address);
+  EXPECT_EQ(choose_decode_tuning(cpu, with_pool(kLlama, 100 * kMiB), 0).load_path,
+            LoadPath::storage);
+  // Prefill takes decode's choice for the same pool.
+  const PrefillShape prefill{32, 8, 128, 128, DType::f16, 8192, 200 * kMiB};
+  EXPECT_EQ(choose_prefill_tuning(cpu, prefill, {}).load_path, LoadPath::address);
+  // The address path's pipelines: binding 0 is a storage buffer (the address), counted as one.
+  for (const char* tier : {"cpu", "gpu"}) {
+    TuningOverrides o;
+    o.tier = tier;
+    const DecodeShape s = with_pool(kLlama, 200 * kMiB);
+    const DecodeTuning t = choose_decode_tuning(cpu, s, 0, o);
+    ASSERT_EQ(t.load_path, LoadPath::address);
+    const DecodePipelineDescs d = decode_pipeline_descs(s, t);
+    EXPECT_EQ(
+        d.decode.shader.find(
+            std::string(tier == std::string("gpu") ? "decode_gpu" : "decode_split") + "_address_"),
+        0u)
+        << d.decode.shader;
+    EXPECT_EQ(d.decode.bindings.at(0), VK_DESCRIPTOR_TYPE_STORAGE_BUFFER);
+    DeviceInfo six = cpu;
+    six.max_per_stage_storage_buffers = 6;
+    EXPECT_TRUE(throws_error([&] { check_decode_limits(six, s, t); }, ErrorCode::unsupported,
+                             {"storage-buffer descriptors needs 7"}));
+  }
+}
+
+TEST(Tuning, UnsupportedPastEveryBindingWithoutAddresses) {
+  const DeviceInfo dev = nvidia_like();
+  ASSERT_FALSE(dev.buffer_device_address);
+  const uint64_t pool = 8 * kGiB;
+  EXPECT_EQ(max_binding_bytes(dev, LoadPath::address), 0u);
+  EXPECT_TRUE(throws_error(
+      [&] { choose_decode_tuning(dev, with_pool(kLlama, pool), 0); }, ErrorCode::unsupported,
+      {std::to_string(pool) + " bytes", dev.name,
+       "texel view " + std::to_string(2 * kGiB) + " bytes",
+       "storage buffer " + std::to_string(4 * kGiB - 1) + " bytes", "no bufferDeviceAddress"}));
+  // Forcing the address path needs the feature.
+  EXPECT_TRUE(throws_error(
+      [&] {
+        choose_decode_tuning(dev, kLlama, 0, {"address", ""});
+      },
+      ErrorCode::unsupported, {"GQAVK_KV_LOAD='address'", dev.name, "bufferDeviceAddress"}));
+}
+
+// The pool is one buffer in one allocation: past either limit it is an error naming both numbers,
+// whichever path could address it.
+TEST(Tuning, PoolPastOneAllocationOrBuffer) {
+  DeviceInfo dev = with_address(nvidia_like());  // 16 GiB allocations and buffers
+  const uint64_t pool = 17 * kGiB;
+  EXPECT_TRUE(throws_error([&] { choose_decode_tuning(dev, with_pool(kLlama, pool), 0); },
+                           ErrorCode::unsupported,
+                           {std::to_string(pool) + " bytes", "maxMemoryAllocationSize",
+                            std::to_string(16 * kGiB) + " bytes"}));
+  dev.max_memory_allocation_size = 64 * kGiB;
+  dev.max_buffer_size = 8 * kGiB;
+  EXPECT_TRUE(throws_error([&] { choose_decode_tuning(dev, with_pool(kLlama, 10 * kGiB), 0); },
+                           ErrorCode::unsupported,
+                           {std::to_string(10 * kGiB) + " bytes", "maxBufferSize",
+                            std::to_string(8 * kGiB) + " bytes"}));
+  EXPECT_NO_THROW(check_pool_allocation(dev, 8 * kGiB));
+  // Texel indices are uint: the address path reaches 2^32 texels (64 GiB) at most.
+  dev.max_memory_allocation_size = dev.max_buffer_size = 1ull << 40;
+  EXPECT_EQ(max_binding_bytes(dev, LoadPath::address), 64 * kGiB);
+  EXPECT_EQ(choose_decode_tuning(dev, with_pool(kLlama, 64 * kGiB), 0).load_path,
+            LoadPath::address);
+  EXPECT_TRUE(throws_error([&] { choose_decode_tuning(dev, with_pool(kLlama, 65 * kGiB), 0); },
+                           ErrorCode::unsupported,
+                           {std::to_string(65 * kGiB) + " bytes",
+                            "device address (" + std::to_string(64 * kGiB) + " bytes)"}));
+}
+
+// GQAVK_KV_LOAD=address reads even a small pool through its address, and never falls back.
+TEST(Tuning, AddressOverride) {
+  for (const DeviceInfo& dev : {with_address(nvidia_like()), with_address(lavapipe_like())}) {
+    SCOPED_TRACE(dev.name);
+    EXPECT_EQ(choose_decode_tuning(dev, kLlama, 0, {"address", ""}).load_path, LoadPath::address);
+    EXPECT_EQ(to_string(LoadPath::address), std::string("address"));
+    EXPECT_FALSE(uses_texel_view(LoadPath::address));
+  }
+  DeviceInfo dev = with_address(nvidia_like());
+  dev.max_memory_allocation_size = dev.max_buffer_size = 1ull << 40;
+  EXPECT_TRUE(throws_error(
+      [&] {
+        choose_decode_tuning(dev, with_pool(kLlama, 65 * kGiB), 0, {"address", ""});
+      },
+      ErrorCode::unsupported, {std::to_string(65 * kGiB), "address path"}));
+  ScopedEnv load("GQAVK_KV_LOAD", "address");
+  EXPECT_EQ(overrides_from_env().load_path, "address");
+}
+
 TEST(Tuning, OverridesChooseTheVariant) {
   for (const DeviceInfo& dev : {nvidia_like(), lavapipe_like()}) {
     SCOPED_TRACE(dev.name);
@@ -546,7 +656,7 @@ TEST(Tuning, OverrideStringsAreValidated) {
           choose_decode_tuning(dev, kLlama, 0, {bad, ""});
         },
         ErrorCode::invalid_argument,
-        {std::string("GQAVK_KV_LOAD='") + bad + "'", "texel, storage or image"}));
+        {std::string("GQAVK_KV_LOAD='") + bad + "'", "texel, storage, image or address"}));
   }
   for (const char* bad : {"warp", "Shared", "subgroups"}) {
     EXPECT_TRUE(throws_error(
