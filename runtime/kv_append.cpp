@@ -1,4 +1,6 @@
 // KvCache::append: new tokens' K and V written by the device (shaders/append_kv.comp).
+#include "kv_append.hpp"
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -12,11 +14,6 @@
 namespace gqavk {
 
 namespace {
-
-struct AppendParams {  // mirrors Params in shaders/append_kv.comp
-  uint32_t tokens, kv_heads, blocks_per_seq, table_base, k_first, v_first;
-};
-static_assert(sizeof(AppendParams) == 24);
 
 [[noreturn]] void bad(const std::string& m) { throw Error(ErrorCode::invalid_argument, m); }
 
@@ -58,6 +55,18 @@ std::vector<KvPages::WriteRun> runs_of(std::span<const KvToken> tokens) {
 
 }  // namespace
 
+PipelineDesc append_pipeline_desc(const KvCacheDesc& d, uint32_t block_shift, uint32_t group_shift,
+                                  DType src, bool by_address) {
+  PipelineDesc pd;
+  pd.shader = by_address ? "append_kv_address" : "append_kv_storage";
+  pd.bindings.assign(6, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER);
+  pd.push_constant_bytes = sizeof(AppendParams);
+  pd.spec_constants = {0,  // unused: the workgroup is 64 invocations
+                       d.head_dim,  d.v_head_dim, d.dtype == DType::f16 ? 1u : 0u,
+                       block_shift, group_shift,  source_code(src)};
+  return pd;
+}
+
 void KvCache::append(uint32_t layer, std::span<const KvToken> tokens, const DeviceBuffer& k,
                      const DeviceBuffer& v, DType src, uint64_t k_first, uint64_t v_first) {
   Impl& c = *impl_;
@@ -66,7 +75,7 @@ void KvCache::append(uint32_t layer, std::span<const KvToken> tokens, const Devi
   if (k.impl().ctx != c.ctx || v.impl().ctx != c.ctx) {
     bad("the K or V buffer was made on another context than the KV cache");
   }
-  const uint32_t src_code = source_code(src);
+  source_code(src);  // a bad type is named before anything else
   const uint64_t elem = src == DType::f32 ? 4 : 2;
   const uint64_t n = tokens.size();
   const auto check_source = [&](const DeviceBuffer& buf, uint64_t first, uint32_t dim,
@@ -85,13 +94,13 @@ void KvCache::append(uint32_t layer, std::span<const KvToken> tokens, const Devi
   };
   check_source(k, k_first, d.head_dim, "k");
   check_source(v, v_first, d.v_head_dim, "v");
-  if (c.pool.bytes() > c.ctx->info.max_storage_buffer_range) {
+  // The pool through a storage binding where one spans it, else through its device address.
+  const bool by_address = c.pool.bytes() > max_binding_bytes(c.ctx->info, LoadPath::storage);
+  if (by_address && !c.pool_address) {
     throw Error(ErrorCode::unsupported,
-                "append writes the pool through one storage binding; this pool of " +
-                    std::to_string(c.pool.bytes()) + " bytes exceeds " + c.ctx->info.name +
-                    "'s maxStorageBufferRange of " +
-                    std::to_string(c.ctx->info.max_storage_buffer_range) +
-                    " (use write() from the host)");
+                "append writes a pool of " + std::to_string(c.pool.bytes()) +
+                    " bytes, past what a storage binding spans on " + c.ctx->info.name +
+                    ", through its device address, which this device lacks (use write())");
   }
   const std::vector<KvPages::WriteRun> runs = runs_of(tokens);
 
@@ -101,18 +110,7 @@ void KvCache::append(uint32_t layer, std::span<const KvToken> tokens, const Devi
   c.copy_blocks(copies);
   c.sync_tables();
 
-  const uint32_t vals = d.dtype == DType::f16 ? 8 : 4;
-  PipelineDesc pd;
-  pd.shader = "append_kv";
-  pd.bindings.assign(6, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER);
-  pd.push_constant_bytes = sizeof(AppendParams);
-  pd.spec_constants = {std::max(d.head_dim, d.v_head_dim) / vals,
-                       d.head_dim,
-                       d.v_head_dim,
-                       d.dtype == DType::f16 ? 1u : 0u,
-                       c.block_shift,
-                       c.group_shift,
-                       src_code};
+  const PipelineDesc pd = append_pipeline_desc(d, c.block_shift, c.group_shift, src, by_address);
   const auto pipeline = c.ctx->shared_pipeline(pd);
 
   std::vector<uint32_t> at(2 * n);
@@ -125,7 +123,7 @@ void KvCache::append(uint32_t layer, std::span<const KvToken> tokens, const Devi
   c.ctx->upload(token_buf, 0, at.data(), at.size() * sizeof(uint32_t));
   Buffer status = c.ctx->make_buffer(BufferKind::device_local, 16, "append status");
   const DescriptorSet set(c.ctx->device, *pipeline,
-                          {{c.pool.handle()},
+                          {c.pool_binding(by_address ? LoadPath::address : LoadPath::storage),
                            {c.block_table.handle()},
                            {token_buf.handle()},
                            {k.impl().buffer.handle()},
@@ -137,17 +135,29 @@ void KvCache::append(uint32_t layer, std::span<const KvToken> tokens, const Devi
                             c.table_base(layer),
                             static_cast<uint32_t>(k_first),
                             static_cast<uint32_t>(v_first)};
+  // One invocation per stored texel, 64 to a workgroup.
+  const uint32_t vals = d.dtype == DType::f16 ? 8 : 4;
+  const uint64_t texels = n * d.kv_heads * ((d.head_dim + d.v_head_dim) / vals);
+  // The kernel strides over what 65535 workgroups do not cover.
+  const uint32_t groups = static_cast<uint32_t>(std::min<uint64_t>((texels + 63) / 64, 65535));
+  if (!c.append_timestamps.enabled() && c.ctx->info.timestamp_valid_bits != 0) {
+    c.append_timestamps = TimestampQueries(c.ctx->device, 2, c.ctx->info.timestamp_period_ns,
+                                           c.ctx->info.timestamp_valid_bits);
+  }
   c.ctx->submit([&](VkCommandBuffer cmd) {
     vkCmdFillBuffer(cmd, status.handle(), 0, VK_WHOLE_SIZE, 0);
     memory_barrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                    VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
-    record_dispatch(cmd, *pipeline, set.handle(), push_bytes(params), static_cast<uint32_t>(n),
-                    d.kv_heads, 2);
+    c.append_timestamps.reset(cmd);
+    c.append_timestamps.write(cmd, 0);
+    record_dispatch(cmd, *pipeline, set.handle(), push_bytes(params), groups);
+    c.append_timestamps.write(cmd, 1);
     memory_barrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
                    VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                    VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_SHADER_READ_BIT);
   });
+  c.last_append_gpu_ns = c.append_timestamps.elapsed_ns(0, 1);
   uint32_t overflowed = 0;
   c.ctx->download(status, 0, &overflowed, sizeof(overflowed));
   if (overflowed != 0) {
@@ -156,5 +166,7 @@ void KvCache::append(uint32_t layer, std::span<const KvToken> tokens, const Devi
         "in their place");
   }
 }
+
+double KvCache::last_append_gpu_ns() const { return impl_->last_append_gpu_ns; }
 
 }  // namespace gqavk

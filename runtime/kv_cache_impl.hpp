@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "buffer.hpp"
+#include "commands.hpp"
 #include "context_impl.hpp"
 #include "gqavk/kv_cache.hpp"
 #include "kv_pages.hpp"
@@ -28,6 +29,8 @@ struct KvCache::Impl {
   std::optional<TexelView> texel_view;  // when the pool fits maxTexelBufferElements
   Buffer block_table;                   // [layers, batch, blocks_per_seq] block ids (pages.table)
   KvPages pages;                        // the host's book of the pool
+  TimestampQueries append_timestamps;   // around append's dispatch, made at its first use
+  double last_append_gpu_ns = 0;
 
   // Uploads the block tables when an operation changed them; plans call it before each run.
   void sync_tables() {

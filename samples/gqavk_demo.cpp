@@ -1,6 +1,7 @@
 // gqavk-demo: the decode attention of a synthetic 32-layer GQA model (Llama-3-8B's shape: H=32,
-// G=8, D=128) on the default device. A prompt is already in each layer's KV cache; every step
-// appends one token per layer and runs the layer's DecodePlan over the grown context. Prints the
+// G=8, D=128) on the default device. One paged KV cache serves every layer; a prompt is already in
+// it, and every step the device appends one token per sequence and layer, and each layer's
+// DecodePlan runs over the grown context. Prints the
 // device, the KV-cache size against MHA, tokens per second, and the error of one step against a
 // float64 CPU reference.
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -132,8 +134,8 @@ struct HostKv {
     return ((size_t{b} * kKvHeads + g) * capacity + t) * kHeadDim;
   }
   // Copies tokens [first, first + n) of sequence b from k, v laid out [G, n, D].
-  void put(uint32_t b, uint32_t first, uint32_t n, const std::vector<float>& kin,
-           const std::vector<float>& vin, gqavk::DType dtype) {
+  void put(uint32_t b, uint32_t first, uint32_t n, std::span<const float> kin,
+           std::span<const float> vin, gqavk::DType dtype) {
     for (uint32_t g = 0; g < kKvHeads; ++g) {
       for (uint32_t t = 0; t < n; ++t) {
         const size_t src = (size_t{g} * n + t) * kHeadDim;
@@ -194,18 +196,17 @@ int run_demo(const Options& opt) {
   kv_desc.head_dim = kHeadDim;
   kv_desc.capacity_tokens = capacity;
   kv_desc.dtype = opt.kv_dtype;
-  std::vector<gqavk::KvCache> caches;
+  kv_desc.layers = opt.layers;  // one paged pool for every layer
+  gqavk::KvCache cache(context, kv_desc);
   std::vector<gqavk::DecodePlan> plans;
-  caches.reserve(opt.layers);
   plans.reserve(opt.layers);
   gqavk::DecodeDesc plan_desc;
   plan_desc.q_heads = kQHeads;
-  uint64_t gqa_bytes = 0;
   for (uint32_t l = 0; l < opt.layers; ++l) {
-    caches.emplace_back(context, kv_desc);
-    plans.emplace_back(context, caches.back(), plan_desc);
-    gqa_bytes += caches.back().bytes();
+    plan_desc.layer = l;
+    plans.emplace_back(context, cache, plan_desc);
   }
+  const uint64_t gqa_bytes = cache.bytes();
   // The pool is linear in the KV head count, so MHA (G = H) needs H / G times as much.
   const uint64_t mha_bytes = gqa_bytes * (kQHeads / kKvHeads);
   std::printf("KV cache:   %s for %u layers x %u tokens; MHA (G=H=%u) would need %s (%ux)\n",
@@ -228,39 +229,57 @@ int run_demo(const Options& opt) {
       for (uint32_t b = 0; b < opt.batch; ++b) {
         rng.fill(k);
         rng.fill(v);
-        caches[l].write(b, 0, opt.prompt, k, v);
+        cache.write(b, 0, opt.prompt, k, v, l);
         if (l == 0) host.put(b, 0, opt.prompt, k, v, dt);
       }
     }
   }
-  std::printf("setup:      %.2f s (context, %u caches and plans, prompt upload)\n",
+  std::printf("setup:      %.2f s (context, one cache, %u plans, prompt upload)\n",
               seconds_since(t_setup), opt.layers);
 
-  // Decode. Each step, per layer: append one token to every sequence, then attend over it all.
+  // Decode. Each step, per layer: the device appends one token to every sequence from device
+  // buffers ([B, G, D], as a model's K/V projection leaves them), then attention runs over it all.
   // Query amplitude 4 makes the softmax less flat than uniform keys would otherwise give.
-  std::vector<float> k(size_t{kKvHeads} * kHeadDim), v(k.size());
+  const size_t row = size_t{kKvHeads} * kHeadDim;
+  std::vector<float> k(row * opt.batch), v(k.size());
+  gqavk::DeviceBuffer k_dev(context, k.size() * 4), v_dev(context, v.size() * 4);
+  std::vector<gqavk::KvToken> new_tokens(opt.batch);
   std::vector<float> q(size_t{opt.batch} * kQHeads * kHeadDim), out(q.size());
   std::vector<uint32_t> lengths(opt.batch);
   const uint32_t check_step = opt.steps - 1;  // the longest context
   double max_err = -1;
   double gpu_ns = 0;
   double check_s = 0;
-  {
+  if (opt.prompt > 0) {
     // Warm-up: some drivers (lavapipe) compile a pipeline at its first dispatch; keep that out of
     // the timings. The layers share one pipeline, so one run over the prompt is enough.
-    std::fill(lengths.begin(), lengths.end(), std::max(opt.prompt, 1u));
+    std::fill(lengths.begin(), lengths.end(), opt.prompt);
     plans[0].run(q, lengths, out);
+  }
+  {
+    // The same for the append kernel: one token appended and taken back.
+    for (uint32_t b = 0; b < opt.batch; ++b) new_tokens[b] = {b, opt.prompt};
+    k_dev.upload(std::as_bytes(std::span(k)));  // zeros
+    v_dev.upload(std::as_bytes(std::span(v)));
+    cache.append(0, new_tokens, k_dev, v_dev);
+    for (uint32_t b = 0; b < opt.batch; ++b) cache.truncate(b, opt.prompt);
   }
   const auto t_decode = std::chrono::steady_clock::now();
   for (uint32_t step = 0; step < opt.steps; ++step) {
     const uint32_t pos = opt.prompt + step;
     std::fill(lengths.begin(), lengths.end(), pos + 1);
     for (uint32_t l = 0; l < opt.layers; ++l) {
-      for (uint32_t b = 0; b < opt.batch; ++b) {
-        rng.fill(k);
-        rng.fill(v);
-        caches[l].write(b, pos, 1, k, v);
-        if (l == 0) host.put(b, pos, 1, k, v, dt);
+      rng.fill(k);
+      rng.fill(v);
+      k_dev.upload(std::as_bytes(std::span(k)));
+      v_dev.upload(std::as_bytes(std::span(v)));
+      for (uint32_t b = 0; b < opt.batch; ++b) new_tokens[b] = {b, pos};
+      cache.append(l, new_tokens, k_dev, v_dev);
+      if (l == 0) {
+        for (uint32_t b = 0; b < opt.batch; ++b) {
+          host.put(b, pos, 1, std::span(k).subspan(b * row, row),
+                   std::span(v).subspan(b * row, row), dt);
+        }
       }
       rng.fill(q, 4.0f);
       plans[l].run(q, lengths, out);

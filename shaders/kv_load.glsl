@@ -24,12 +24,9 @@ layout(buffer_reference, std430, buffer_reference_align = 16) readonly restrict 
 layout(buffer_reference, std430, buffer_reference_align = 8) readonly restrict buffer KvHalfRef {
   uvec2 value;
 };
+#include "kv_address.glsl"
 // The address of byte `byte_` (< 16) of texel i.
-uvec2 kv_address(uint i, uint byte_) {
-  uint carry;
-  const uint lo = uaddCarry(kv_pool_address.x, (i << 4) | byte_, carry);
-  return uvec2(lo, kv_pool_address.y + (i >> 28) + carry);
-}
+uvec2 kv_address(uint i, uint byte_) { return texel_address(kv_pool_address, i, byte_); }
 uvec4 kv_texel(uint i) { return KvTexelRef(kv_address(i, 0u)).value; }
 #elif GQAVK_KV_LOAD == 2
 layout(binding = 0, rgba32ui) uniform readonly restrict uimageBuffer kv_pool;

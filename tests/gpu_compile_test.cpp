@@ -21,6 +21,7 @@
 #include "context_impl.hpp"
 #include "decode_pipelines.hpp"
 #include "gqavk/gqavk.hpp"
+#include "kv_append.hpp"
 #include "model_shapes.hpp"
 #include "pipeline_statistics.hpp"
 #include "prefill_pipelines.hpp"
@@ -120,6 +121,9 @@ class Summary : public ::testing::Environment {
     printed =
         print_table("prefill-address", "prefill pipelines reading the pool by device address") ||
         printed;
+    printed = print_table("append", "append pipelines, f32 and f16 sources") || printed;
+    printed =
+        print_table("append-address", "append pipelines writing by device address") || printed;
     if (!printed) return;
     std::printf(
         "\n%s: %zu pipelines, %zu over the limits (no spills, no scratch, subgroups per "
@@ -298,6 +302,20 @@ TEST_P(GpuCompile, NoSpillsAndEnoughOccupancy) {
 TEST_P(GpuCompile, AddressPathNoSpillsAndEnoughOccupancy) {
   check_all_pipelines(*context_, GetParam(), tools::decode_shape(GetParam(), context_->device()),
                       "address");
+}
+
+// The append kernel that writes new tokens into the cache, from f32 and f16 sources, through a
+// storage binding and through the pool's device address.
+TEST_P(GpuCompile, AppendNoSpillsAndEnoughOccupancy) {
+  const ModelShape& m = GetParam();
+  KvCacheDesc d{1, m.kv_heads, m.head_dim, m.capacity_tokens, m.dtype, 16, m.v_head_dim};
+  if (d.v_head_dim == 0) d.v_head_dim = d.head_dim;
+  for (DType src : {DType::f32, DType::f16}) {
+    for (bool by_address : {false, true}) {
+      check_pipeline(*context_, m, to_string(src), by_address ? "append-address" : "append", 0,
+                     append_pipeline_desc(d, 4, 3, src, by_address));
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GpuCompile, ::testing::ValuesIn(tools::model_shapes()),

@@ -1,8 +1,9 @@
 // A KV pool larger than one storage binding can span (lavapipe's maxStorageBufferRange is
 // 128 MiB): decode and prefill read tokens from every part of it, through the automatic load path
 // and through the pool's device address (GQAVK_KV_LOAD=address), on both kernel tiers, against
-// the float64 reference. Every sequence is written to its capacity, so the pool's blocks are all
-// in use; one KV head of 64 f32 values keeps the kernels cheap.
+// the float64 reference. Half the sequences are written by the host and half by the device's
+// append kernel (which also writes through the address). Every sequence is written to its capacity,
+// so the pool's blocks are all in use; one KV head of 64 f32 values keeps the kernels cheap.
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -10,8 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "decode_plan_impl.hpp"   // which load path a plan chose
-#include "prefill_plan_impl.hpp"  // the same for prefill
+#include "decode_plan_impl.hpp"
+#include "gqavk/device_buffer.hpp"  // which load path a plan chose
+#include "prefill_plan_impl.hpp"    // the same for prefill
 #include "reference.hpp"
 #include "test_support.hpp"
 #include "tuning.hpp"
@@ -37,7 +39,17 @@ class LargePool : public GpuTest {
     ASSERT_EQ(cache_->bytes(), bytes + 16 * 512);  // and the reserved zero block
     for (uint32_t b = 0; b < kBatch; ++b) {
       KvHost kv = random_kv({1, kG, kD, kCapacity, DType::f32}, 500 + b);
-      cache_->write(b, 0, kCapacity, kv.slice_k(0, 0, kCapacity), kv.slice_v(0, 0, kCapacity));
+      const std::vector<float> k = kv.slice_k(0, 0, kCapacity), v = kv.slice_v(0, 0, kCapacity);
+      if (b % 2 == 0) {
+        cache_->write(b, 0, kCapacity, k, v);
+      } else {  // the device writes odd sequences, through the pool's address ([L, G, D], G 1)
+        std::vector<KvToken> tokens(kCapacity);
+        for (uint32_t t = 0; t < kCapacity; ++t) tokens[t] = {b, t};
+        DeviceBuffer kd(context(), k.size() * 4), vd(context(), v.size() * 4);
+        kd.upload(std::as_bytes(std::span(k)));
+        vd.upload(std::as_bytes(std::span(v)));
+        cache_->append(0, tokens, kd, vd);
+      }
       written_.emplace(b, std::move(kv));
     }
     ASSERT_EQ(cache_->memory().blocks_free, 0u);  // tokens in every part of the pool

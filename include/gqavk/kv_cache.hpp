@@ -126,6 +126,9 @@ class KvCache {
   void append(uint32_t layer, std::span<const KvToken> tokens, const DeviceBuffer& k,
               const DeviceBuffer& v, DType src = DType::f32, uint64_t k_first = 0,
               uint64_t v_first = 0);
+  // GPU time of the last append's kernel in nanoseconds, from timestamp queries; 0 when the device
+  // has no timestamps.
+  double last_append_gpu_ns() const;
 
   struct Impl;
   // Internal state, for the runtime and in-tree tools only.
