@@ -286,6 +286,25 @@ INSTANTIATE_TEST_SUITE_P(Models, GpuCompile, ::testing::ValuesIn(tools::model_sh
                            return p.param.model + "_" + to_string(p.param.dtype);
                          });
 
+// The narrow storage types (bf16, q8, q4) at head dims 64, 96, 128 and 256: the same floors.
+std::vector<ModelShape> narrow_type_shapes() {
+  std::vector<ModelShape> out;
+  for (DType dtype : {DType::bf16, DType::q8, DType::q4}) {
+    for (ModelShape m :
+         {ModelShape{"llama3_8b", 32, 8, 128}, ModelShape{"qwen2_0_5b", 14, 2, 64},
+          ModelShape{"phi3_mini", 32, 32, 96}, ModelShape{"gemma2_9b", 16, 8, 256}}) {
+      m.dtype = dtype;
+      out.push_back(m);
+    }
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(NarrowTypes, GpuCompile, ::testing::ValuesIn(narrow_type_shapes()),
+                         [](const ::testing::TestParamInfo<ModelShape>& p) {
+                           return p.param.model + "_" + to_string(p.param.dtype);
+                         });
+
 // Dk 192 with Dv 128 ("dsv2_v128"): MLA models (DeepSeek-V2-Lite: 16 heads) in expanded form.
 class GpuCompileValueDim128 : public GpuCompile {};
 
@@ -342,6 +361,10 @@ TEST_P(PrefillGpuCompile, NoSpillsAndEnoughOccupancy) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, PrefillGpuCompile, ::testing::ValuesIn(prefill_shapes()),
+                         [](const ::testing::TestParamInfo<ModelShape>& p) {
+                           return p.param.model + "_" + to_string(p.param.dtype);
+                         });
+INSTANTIATE_TEST_SUITE_P(NarrowTypes, PrefillGpuCompile, ::testing::ValuesIn(narrow_type_shapes()),
                          [](const ::testing::TestParamInfo<ModelShape>& p) {
                            return p.param.model + "_" + to_string(p.param.dtype);
                          });
