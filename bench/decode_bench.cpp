@@ -1,10 +1,10 @@
 // gqavk-bench: decode attention against the streaming-read and FMA roofline of the same device.
 // Each benchmark reports GPU time from timestamp queries as manual time, bytes_per_second for the
-// K and V bytes read, and vs_roofline = time / max(read time, FMA time) for the same bytes and
-// FLOPs (time is the mean over iterations; best_vs_roofline takes the best iteration instead);
-// floor_vs_roofline is that ratio for the decode floor (bench/roofline.hpp), about the lowest
-// vs_roofline the device allows. A sliding-window case (/W:) counts only the bytes and FLOPs of
-// the keys inside its window, which is all the kernel reads.
+// K and V bytes read (q8 and q4: values and scales), and vs_roofline = time / max(read time, FMA
+// time) for the same bytes and FLOPs (time is the mean over iterations; best_vs_roofline takes the
+// best iteration instead); floor_vs_roofline is that ratio for the decode floor
+// (bench/roofline.hpp), about the lowest vs_roofline the device allows. A sliding-window case (/W:)
+// counts only the bytes and FLOPs of the keys inside its window, which is all the kernel reads.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -19,6 +19,7 @@
 
 #include "decode_plan_impl.hpp"
 #include "gqavk/gqavk.hpp"
+#include "kv_codec.hpp"
 #include "reference.hpp"
 #include "roofline.hpp"
 
@@ -89,10 +90,9 @@ double check_first_sequence(const Case& c, const std::vector<float>& q, const st
 void run_decode(benchmark::State& state, Case c) {
   Context& ctx = context();
   // The bytes and FLOPs of the keys the query sees (a window's: 2 * G * W * D * bytes each).
-  const uint64_t kv_bytes =
-      2ull * c.batch * c.kv_heads * c.seen() * kHeadDim * dtype_bytes(c.dtype);
+  const uint64_t kv_bytes = 2ull * c.batch * c.kv_heads * c.seen() * row_bytes(c.dtype, kHeadDim);
   const double flops = 4.0 * kHeads * c.seen() * kHeadDim * c.batch;
-  const uint64_t pool_bytes = 2ull * c.batch * c.kv_heads * c.len * kHeadDim * dtype_bytes(c.dtype);
+  const uint64_t pool_bytes = 2ull * c.batch * c.kv_heads * c.len * row_bytes(c.dtype, kHeadDim);
   const uint32_t copies = static_cast<uint32_t>(std::clamp<uint64_t>(
       std::min((kColdBytes + kv_bytes - 1) / kv_bytes, kMaxPoolBytes / pool_bytes), 1, kMaxCopies));
   const uint32_t first = c.len - c.seen();  // tokens before the window are never read or written
@@ -101,10 +101,9 @@ void run_decode(benchmark::State& state, Case c) {
   std::vector<std::unique_ptr<DecodePlan>> plans;
   const size_t per_seq = size_t{c.kv_heads} * c.len * kHeadDim;
   std::vector<float> k = pseudo_random(per_seq, 1), v = pseudo_random(per_seq, 2);
-  if (c.dtype == DType::f16) {
-    for (float& x : k) x = half_to_float(float_to_half(x));
-    for (float& x : v) x = half_to_float(float_to_half(x));
-  }
+  // The reference sees what the cache stores.
+  store_and_read_rows(c.dtype, k, kHeadDim);
+  store_and_read_rows(c.dtype, v, kHeadDim);
   try {
     for (uint32_t i = 0; i < copies; ++i) {
       caches.push_back(std::make_unique<KvCache>(
@@ -148,8 +147,8 @@ void run_decode(benchmark::State& state, Case c) {
     const ReadResult r = roofline().read_seconds(caches[0]->impl().pool, kv_bytes);
     if (r.seconds < read.seconds) read = r;
     fma_s = std::min(fma_s, flops / roofline().fma_flops_per_second());
-    const ReadResult f = roofline().floor_seconds(caches[0]->impl().pool, kv_bytes,
-                                                  kHeads / c.kv_heads, c.dtype == DType::f16);
+    const ReadResult f =
+        roofline().floor_seconds(caches[0]->impl().pool, kv_bytes, kHeads / c.kv_heads, c.dtype);
     if (f.seconds < floor.seconds) floor = f;
   };
   measure_roofline();
@@ -185,7 +184,7 @@ void run_decode(benchmark::State& state, Case c) {
 
 // min_seconds: each benchmark's minimum running time; 0 leaves it to --benchmark_min_time.
 void register_all(double min_seconds) {
-  for (DType dt : {DType::f32, DType::f16}) {
+  for (DType dt : {DType::f32, DType::f16, DType::bf16, DType::q8, DType::q4}) {
     for (uint32_t g : {32u, 8u, 1u}) {
       for (uint32_t len : {512u, 4096u, 16384u}) {
         for (uint32_t b : {1u, 8u}) {

@@ -59,7 +59,7 @@ Roofline::Variant make_variant(const Context::Impl& ctx, std::string name, const
 
 struct Roofline::Pipelines {
   std::vector<Variant> reads;
-  std::map<uint64_t, std::vector<Variant>> floors;  // by (heads, f16)
+  std::map<uint64_t, std::vector<Variant>> floors;  // by (heads, storage type)
   std::vector<std::pair<FmaShape, ComputePipeline>> fmas;
   Buffer sink;
   TimestampQueries ts;
@@ -150,18 +150,19 @@ ReadResult Roofline::read_seconds(const Buffer& buffer, uint64_t bytes, int reps
   return best;
 }
 
-ReadResult Roofline::floor_seconds(const Buffer& buffer, uint64_t bytes, uint32_t heads, bool f16,
-                                   int reps) {
+ReadResult Roofline::floor_seconds(const Buffer& buffer, uint64_t bytes, uint32_t heads,
+                                   DType dtype, int reps) {
   // Past kFloorHeads heads the accumulators outgrow a CPU's registers: the floor then reads the
   // bytes once per kFloorHeads heads, as decode reads KV once per chunk of a large group.
   const uint32_t chunk = std::min(heads, kFloorHeads);
   const uint32_t passes = (heads + chunk - 1) / chunk;
-  std::vector<Variant>& floors = p_->floors[uint64_t{chunk} << 1 | (f16 ? 1u : 0u)];
+  const auto type = static_cast<uint32_t>(dtype);  // KV_TYPE
+  std::vector<Variant>& floors = p_->floors[uint64_t{chunk} << 8 | type];
   if (floors.empty()) {
     for (LoadPath path : kLoadPaths) {
       for (uint32_t lanes : workgroup_sizes()) {
         floors.push_back(make_variant(ctx_, std::string("floor ") + to_string(path), "decode_floor",
-                                      path, lanes, {chunk, f16 ? 1u : 0u}));
+                                      path, lanes, {chunk, type}));
       }
     }
   }

@@ -12,6 +12,7 @@
 
 #include "buffer.hpp"
 #include "context_impl.hpp"
+#include "gqavk/types.hpp"
 
 namespace gqavk::bench {
 
@@ -27,9 +28,9 @@ class Roofline {
   // Time to stream the first `bytes` of `buffer` (a KV pool), fastest variant, best of `reps`.
   ReadResult read_seconds(const Buffer& buffer, uint64_t bytes, int reps = 3);
   // Time of shaders/decode_floor.comp over the first `bytes` of `buffer`: every value widened to
-  // f32 and fed to `heads` multiply-adds (H/G for decode), 4 heads a pass. Fastest variant, best
-  // of `reps`.
-  ReadResult floor_seconds(const Buffer& buffer, uint64_t bytes, uint32_t heads, bool f16,
+  // f32 as `dtype` stores it (q8, q4: dequantised, their scales aside) and fed to `heads`
+  // multiply-adds (H/G for decode), 4 heads a pass. Fastest variant, best of `reps`.
+  ReadResult floor_seconds(const Buffer& buffer, uint64_t bytes, uint32_t heads, DType dtype,
                            int reps = 3);
   // Sustained FMA rate in FLOP/s (an FMA counts 2): fastest shape, best of `reps` each.
   double fma_flops_per_second(int reps = 3);

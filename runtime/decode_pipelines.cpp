@@ -29,7 +29,7 @@ DecodePipelineDescs decode_pipeline_descs(const DecodeShape& shape, const Decode
   pd.spec_constants = {t.lanes,
                        shape.head_dim,
                        t.heads_per_workgroup,
-                       shape.dtype == DType::f16 ? 1u : 0u,
+                       static_cast<uint32_t>(shape.dtype),  // KV_TYPE: kv_block.h
                        t.keys_per_lane,  // GPU tier: keys per lane group and step
                        shape.block_shift,
                        split ? 0u : 1u,
@@ -63,10 +63,11 @@ uint64_t decode_shared_bytes(const DecodeShape& shape, const DecodeTuning& t) {
         key_subgroups > 1 ? key_subgroups * heads * t.head_subgroups * (8 + 4ull * shape.dv()) : 24;
     return exchange + merge;
   }
-  // decode_split.comp's shared-memory variant: red_sh[LANES], p_sh[TILE * HEADS], v_at_sh[TILE].
+  // decode_split.comp's shared-memory variant: red_sh[LANES], p_sh[TILE * HEADS], v_at_sh[TILE],
+  // v_sw_sh[TILE].
   if (t.reduction == Reduction::subgroup) return 0;
   const uint64_t tile = uint64_t{t.lanes} * t.keys_per_lane;
-  return 4 * (t.lanes + tile * heads + tile);
+  return 4 * (t.lanes + tile * heads + 2 * tile);
 }
 
 void check_decode_limits(const DeviceInfo& device, const DecodeShape& shape,

@@ -26,10 +26,12 @@ const char* to_string(ErrorCode code) noexcept {
 }
 
 DType parse_dtype(std::string_view text) {
-  if (text == "f32") return DType::f32;
-  if (text == "f16") return DType::f16;
-  throw Error(ErrorCode::invalid_argument,
-              "dtype '" + std::string(text) + "' is not supported (expected f32 or f16)");
+  for (DType t : {DType::f32, DType::f16, DType::bf16, DType::q8, DType::q4}) {
+    if (text == to_string(t)) return t;
+  }
+  throw Error(
+      ErrorCode::invalid_argument,
+      "dtype '" + std::string(text) + "' is not supported (expected f32, f16, bf16, q8 or q4)");
 }
 
 const char* vk_result_name(VkResult r) noexcept {

@@ -24,11 +24,29 @@ uint32_t source_code(DType src) {
       return 0;
     case DType::f16:
       return 1;
+    case DType::bf16:
+      return 2;
     default:
       break;
   }
-  bad(std::string("append source type ") + to_string(src) + " is not supported (expected f32 or " +
-      "f16)");
+  bad(std::string("append source type ") + to_string(src) + " is not supported (expected f32, " +
+      "f16 or bf16)");
+}
+
+// What append_kv.comp counts as a value the storage type cannot hold.
+std::string unstorable(DType t) {
+  switch (t) {
+    case DType::f16:
+      return "expected |value| < 65520, which rounds to at most 65504";
+    case DType::bf16:
+      return "expected |value| < 3.3961514e38, which rounds to the largest finite bf16";
+    case DType::q8:
+      return "expected finite values";
+    case DType::q4:
+      return "expected finite |value| < 458640, whose scale |value| / 7 fits an f16";
+    default:
+      return "unexpected";
+  }
 }
 
 // The runs of consecutive positions each sequence's tokens form; throws naming a token that
@@ -61,9 +79,9 @@ PipelineDesc append_pipeline_desc(const KvCacheDesc& d, uint32_t block_shift, ui
   pd.shader = by_address ? "append_kv_address" : "append_kv_storage";
   pd.bindings.assign(6, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER);
   pd.push_constant_bytes = sizeof(AppendParams);
-  pd.spec_constants = {0,  // unused: the workgroup is 64 invocations
-                       d.head_dim,  d.v_head_dim, d.dtype == DType::f16 ? 1u : 0u,
-                       block_shift, group_shift,  source_code(src)};
+  // Constant 0 is unused (the workgroup is 64 invocations); 3 is KV_TYPE (kv_block.h).
+  pd.spec_constants = {0,           d.head_dim,  d.v_head_dim,    static_cast<uint32_t>(d.dtype),
+                       block_shift, group_shift, source_code(src)};
   return pd;
 }
 
@@ -136,8 +154,7 @@ void KvCache::append(uint32_t layer, std::span<const KvToken> tokens, const Devi
                             static_cast<uint32_t>(k_first),
                             static_cast<uint32_t>(v_first)};
   // One invocation per stored texel, 64 to a workgroup.
-  const uint32_t vals = d.dtype == DType::f16 ? 8 : 4;
-  const uint64_t texels = n * d.kv_heads * ((d.head_dim + d.v_head_dim) / vals);
+  const uint64_t texels = n * d.kv_heads * (c.row_k + c.row_v);
   // The kernel strides over what 65535 workgroups do not cover.
   const uint32_t groups = static_cast<uint32_t>(std::min<uint64_t>((texels + 63) / 64, 65535));
   if (!c.append_timestamps.enabled() && c.ctx->info.timestamp_valid_bits != 0) {
@@ -158,12 +175,12 @@ void KvCache::append(uint32_t layer, std::span<const KvToken> tokens, const Devi
                    VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_SHADER_READ_BIT);
   });
   c.last_append_gpu_ns = c.append_timestamps.elapsed_ns(0, 1);
-  uint32_t overflowed = 0;
-  c.ctx->download(status, 0, &overflowed, sizeof(overflowed));
-  if (overflowed != 0) {
-    bad(std::to_string(overflowed) + " appended K/V values overflow f16 storage (expected " +
-        "|value| < 65520, which rounds to at most 65504); the tokens were written with infinity " +
-        "in their place");
+  uint32_t problems = 0;
+  c.ctx->download(status, 0, &problems, sizeof(problems));
+  if (problems != 0) {
+    bad(std::string("appended K/V values cannot be stored as ") + to_string(d.dtype) + " (" +
+        unstorable(d.dtype) + "; " + std::to_string(problems) +
+        " stored texels affected); the tokens were written as the conversion gave them");
   }
 }
 

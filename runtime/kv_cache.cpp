@@ -7,6 +7,7 @@
 
 #include "gqavk/half.hpp"
 #include "kv_cache_impl.hpp"
+#include "kv_codec.hpp"
 #include "tuning.hpp"
 #include "vk_util.hpp"
 
@@ -38,7 +39,6 @@ void check_desc(const KvCacheDesc& d) {
     bad("block_tokens " + std::to_string(d.block_tokens) +
         " is not valid (expected a power of two from 1 to 256)");
   }
-  if (d.dtype != DType::f32 && d.dtype != DType::f16) bad("KV cache dtype is not f32 or f16");
   if (d.layers == 0) bad("KV cache layers is 0 (expected at least 1)");
   if (!d.layer_windows.empty() && d.layer_windows.size() != d.layers) {
     bad("layer_windows has " + std::to_string(d.layer_windows.size()) +
@@ -47,6 +47,18 @@ void check_desc(const KvCacheDesc& d) {
   if (d.pool_blocks == 1) {
     bad("pool_blocks is 1 (expected 0 for a pool every sequence can fill, or at least 2: block 0 "
         "is reserved)");
+  }
+  if (static_cast<uint32_t>(d.dtype) > static_cast<uint32_t>(DType::q4)) {
+    bad("KV cache dtype " + std::to_string(static_cast<int>(d.dtype)) +
+        " is not a DType (expected f32, f16, bf16, q8 or q4)");
+  }
+  // q4 packs 32 values (and one scale) per texel: a row must fill whole texels.
+  const uint32_t per_texel = values_per_texel(d.dtype);
+  for (const uint32_t dim : {d.head_dim, d.v_head_dim ? d.v_head_dim : d.head_dim}) {
+    if (dim % per_texel != 0) {
+      bad("head dim " + std::to_string(dim) + " cannot be stored as " + to_string(d.dtype) +
+          " (expected a multiple of " + std::to_string(per_texel) + ": 64, 96, 128, 192 or 256)");
+    }
   }
 }
 
@@ -84,9 +96,12 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
     }
     c.desc.pool_blocks = static_cast<uint32_t>(table_entries + 1);
   }
-  c.k_row_bytes = uint64_t{desc.head_dim} * dtype_bytes(desc.dtype);
-  c.v_row_bytes = uint64_t{c.desc.v_head_dim} * dtype_bytes(desc.dtype);
-  c.block_bytes = uint64_t{desc.kv_heads} * desc.block_tokens * (c.k_row_bytes + c.v_row_bytes);
+  c.row_k = desc.head_dim / values_per_texel(desc.dtype);
+  c.row_v = c.desc.v_head_dim / values_per_texel(desc.dtype);
+  c.scale_words_k = static_cast<uint32_t>(scale_bytes(desc.dtype, desc.head_dim) / 4);
+  c.scale_words_v = static_cast<uint32_t>(scale_bytes(desc.dtype, c.desc.v_head_dim) / 4);
+  c.block_bytes = 16ull * kv_block::kv_block_texels(desc.kv_heads, c.block_shift, c.row_k, c.row_v,
+                                                    c.scale_words_k, c.scale_words_v);
   const uint64_t pool_bytes = c.block_bytes * c.desc.pool_blocks;
 
   const DeviceInfo& dev = c.ctx->info;
@@ -161,30 +176,18 @@ namespace {
 
 constexpr size_t kRegionsPerCopy = 128;
 
-// Tokens [slot, slot + rows) of one head's K or V slab in one block, from source row src_row.
+// Tokens [slot, slot + rows) of one head's K or V rows in one block, from source row src_row.
 struct Run {
   bool v;
   uint64_t src_row;
+  uint32_t block;
+  uint32_t g;
   uint32_t slot;
   uint32_t rows;
-  uint64_t slab;  // byte offset of the slab
 };
 
-// Copies `count` values from src to dst as the cache's storage type.
-template <typename T>
-void store_values(const T* src, size_t count, DType dtype, uint8_t* dst) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (dtype == DType::f16) {
-      floats_to_halves({src, count}, {reinterpret_cast<uint16_t*>(dst), count});
-      return;
-    }
-  }
-  std::memcpy(dst, src, count * sizeof(T));
-}
-
-template <typename T>
 void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t layer, uint32_t first, uint32_t n,
-                std::span<const T> k, std::span<const T> v) {
+                std::span<const float> k, std::span<const float> v) {
   const KvCacheDesc& d = c.desc;
   const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
   if (n == 0) bad("n_tokens is 0 (expected at least 1 token to write)");
@@ -202,23 +205,17 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t layer, uint32_t first, 
         std::to_string(k.size()) + " and v " + std::to_string(v.size()));
   }
 
-  // A finite float that f16 cannot hold would be stored as infinity: refuse it, naming where it is.
-  if constexpr (std::is_same_v<T, float>) {
-    if (d.dtype == DType::f16) {
-      for (const auto& [values, name] : {std::pair{k, "k"}, std::pair{v, "v"}}) {
-        for (size_t i = 0; i < values.size(); ++i) {
-          const float x = values[i];
-          if (overflows_half(x)) {
-            const uint32_t dim = name[0] == 'k' ? d.head_dim : d.v_head_dim;
-            const size_t row = i / dim;
-            bad(std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(x) +
-                " (KV head " + std::to_string(row / n) + ", token " +
-                std::to_string(first + row % n) + ", dim " + std::to_string(i % dim) +
-                ") overflows f16 storage (expected |value| < 65520, which rounds to at most 65504, "
-                "the largest finite f16)");
-          }
-        }
-      }
+  // A value the storage type cannot hold (f16 or bf16 overflow, q8/q4 non-finite) would be stored
+  // wrong: refuse it, naming where it is.
+  for (const auto& [values, name] : {std::pair{k, "k"}, std::pair{v, "v"}}) {
+    for (size_t i = 0; i < values.size(); ++i) {
+      const std::string problem = kv_value_problem(d.dtype, values[i]);
+      if (problem.empty()) continue;
+      const uint32_t dim = name[0] == 'k' ? d.head_dim : d.v_head_dim;
+      const size_t row = i / dim;
+      bad(std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(values[i]) +
+          " (KV head " + std::to_string(row / n) + ", token " + std::to_string(first + row % n) +
+          ", dim " + std::to_string(i % dim) + ") " + problem);
     }
   }
 
@@ -235,20 +232,21 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t layer, uint32_t first, 
     const uint32_t block = c.pages.block_of(seq, layer, t);
     for (uint32_t g = 0; g < d.kv_heads; ++g) {
       for (bool is_v : {false, true}) {
-        runs.push_back(
-            {is_v, uint64_t{g} * n + (t - first), slot, rows, c.slab_offset(block, g, is_v)});
+        runs.push_back({is_v, uint64_t{g} * n + (t - first), block, g, slot, rows});
       }
     }
     t += rows;
   }
 
-  // Pack runs into staging in the slab's layout and copy them in batches.
+  // Encode runs into staging in the slab's layout (kv_block.h) and copy them in batches.
   const uint64_t texel_bytes = 16;
-  const size_t texel_values = texel_bytes / dtype_bytes(d.dtype);
-  Buffer& stage = c.ctx->staging_for((want_k + want_v) * dtype_bytes(d.dtype));
+  Buffer& stage =
+      c.ctx->staging_for(uint64_t{d.kv_heads} * n *
+                         (row_bytes(d.dtype, d.head_dim) + row_bytes(d.dtype, d.v_head_dim)));
   auto* base = static_cast<uint8_t*>(stage.mapped());
   const uint32_t group = 1u << c.group_shift;
   std::vector<VkBufferCopy> regions;
+  std::vector<uint32_t> texels, scales;
   uint64_t used = 0;
   const auto flush = [&] {
     if (regions.empty()) return;
@@ -265,23 +263,29 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t layer, uint32_t first, 
     used = 0;
   };
   for (const Run& r : runs) {
-    const uint64_t row_bytes = r.v ? c.v_row_bytes : c.k_row_bytes;
     const uint32_t dim = r.v ? d.v_head_dim : d.head_dim;
-    const uint32_t row_texels = static_cast<uint32_t>(row_bytes / texel_bytes);
-    const uint64_t bytes = r.rows * row_bytes;  // one run fits: staging holds >= one block
+    const uint32_t row_texels = r.v ? c.row_v : c.row_k;
+    const uint32_t sw = r.v ? c.scale_words_v : c.scale_words_k;
+    // One run fits: staging holds at least one block.
+    const uint64_t bytes = r.rows * (row_texels * texel_bytes + sw * 4ull);
     if (used + bytes > stage.bytes()) flush();
-    const T* src = (r.v ? v.data() : k.data()) + r.src_row * dim;
-    // Per token group, texel-column-major (see kv_cache_impl.hpp). Staging mirrors the slab.
+    const float* src = (r.v ? v.data() : k.data()) + r.src_row * dim;
+    texels.resize(size_t{r.rows} * row_texels * 4);
+    scales.resize(size_t{r.rows} * sw);
+    for (uint32_t i = 0; i < r.rows; ++i) {
+      encode_row(d.dtype, src + size_t{i} * dim, dim, texels.data() + size_t{i} * row_texels * 4,
+                 scales.data() + size_t{i} * sw);
+    }
+    // Per token group, texel-column-major (see kv_block.h). Staging mirrors the slab.
     uint64_t at = used;
     for (uint32_t t0 = r.slot; t0 < r.slot + r.rows;) {
       const uint32_t first_in_group = t0 & (group - 1);
       const uint32_t n_in = std::min(r.slot + r.rows - t0, group - first_in_group);
-      const uint64_t group_at =
-          r.slab + uint64_t{t0 >> c.group_shift} * row_texels * group * texel_bytes;
+      const uint64_t group_at = c.row_offset(r.block, r.g, t0 - first_in_group, r.v);
       for (uint32_t t = 0; t < row_texels; ++t) {
         for (uint32_t i = 0; i < n_in; ++i) {
-          store_values(src + size_t{t0 - r.slot + i} * dim + t * texel_values, texel_values,
-                       d.dtype, base + at + (uint64_t{t} * n_in + i) * texel_bytes);
+          std::memcpy(base + at + (uint64_t{t} * n_in + i) * texel_bytes,
+                      texels.data() + (size_t{t0 - r.slot + i} * row_texels + t) * 4, texel_bytes);
         }
       }
       if (n_in == group) {  // whole group: one contiguous copy
@@ -296,6 +300,10 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t layer, uint32_t first, 
       at += uint64_t{row_texels} * n_in * texel_bytes;
       t0 += n_in;
     }
+    if (sw != 0) {  // the run's scales are contiguous: slots in order, sw words each
+      std::memcpy(base + at, scales.data(), scales.size() * 4);
+      regions.push_back({at, c.scale_offset(r.block, r.g, r.slot, r.v), scales.size() * 4ull});
+    }
     used += bytes;
   }
   flush();
@@ -305,7 +313,7 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t layer, uint32_t first, 
 
 void KvCache::write(uint32_t seq, uint32_t first_token, uint32_t n_tokens, std::span<const float> k,
                     std::span<const float> v, uint32_t layer) {
-  write_rows<float>(*impl_, seq, layer, first_token, n_tokens, k, v);
+  write_rows(*impl_, seq, layer, first_token, n_tokens, k, v);
 }
 
 void KvCache::write_f16(uint32_t seq, uint32_t first_token, uint32_t n_tokens,
@@ -315,7 +323,11 @@ void KvCache::write_f16(uint32_t seq, uint32_t first_token, uint32_t n_tokens,
                 std::string("write_f16 needs an f16 cache; this cache stores ") +
                     to_string(impl_->desc.dtype) + " (use write with floats)");
   }
-  write_rows<uint16_t>(*impl_, seq, layer, first_token, n_tokens, k, v);
+  // Halves widen to floats exactly, and f16 storage rounds them back to the same bits.
+  std::vector<float> kf(k.size()), vf(v.size());
+  halves_to_floats(k, kf);
+  halves_to_floats(v, vf);
+  write_rows(*impl_, seq, layer, first_token, n_tokens, kf, vf);
 }
 
 void KvCache::Impl::copy_blocks(const std::vector<KvPages::Copy>& copies) {

@@ -77,11 +77,25 @@ uint32_t prefill_gpu_rows_per_lane(const PrefillTuning& t) {
 }
 
 uint64_t prefill_gpu_shared_bytes(const PrefillShape& shape, const PrefillTuning& t) {
-  // k_half/v_half (uvec2 slices) or k_full/v_full (uvec4 slices), the unused pair one element
-  // each; xchg[WG] vec4 without subgroup operations.
-  const bool half = shape.dtype == DType::f16;
-  const uint64_t slices = uint64_t{t.keys_per_tile} * (shape.head_dim + shape.v_head_dim) / 4;
-  const uint64_t tile = half ? 8 * slices + 32 : 16 * slices + 16;
+  // prefill_gpu.comp's staged tile: k_half/v_half (uvec2 slices: f16, bf16), k_full/v_full (uvec4
+  // slices: f32, and q4 dequantised), k_word/v_word (q8 words) and k_scl/v_scl (q8 row scales), the
+  // arrays a type does not use one element each; xchg[WG] vec4 without subgroup operations.
+  const uint64_t keys = t.keys_per_tile;
+  const uint64_t slices = keys * (shape.head_dim + shape.v_head_dim) / 4;
+  uint64_t tile = 0;
+  switch (shape.dtype) {
+    case DType::f32:
+    case DType::q4:
+      tile = 16 * slices + 2 * 8 + 4 * 4;
+      break;
+    case DType::f16:
+    case DType::bf16:
+      tile = 8 * slices + 2 * 16 + 4 * 4;
+      break;
+    case DType::q8:
+      tile = 4 * slices + 4 * 2 * keys + 2 * 8 + 2 * 16;
+      break;
+  }
   return tile + (t.reduction == Reduction::shared ? 16ull * t.lanes : 0);
 }
 
@@ -105,7 +119,10 @@ void choose_prefill_gpu_tuning(const DeviceInfo& device, const PrefillShape& sha
 
   // Keys per tile: the largest power of two within the tile budget and the device's limit
   // (check_prefill_limits reports a device too small for the fewest).
-  const uint64_t key_bytes = uint64_t{vk + vv} * (shape.dtype == DType::f16 ? 8 : 16);
+  // Bytes a key's slices take in the tile (q4 is staged as f32).
+  const uint64_t slice_bytes =
+      shape.dtype == DType::q4 ? 16 : 16 / (values_per_texel(shape.dtype) / 4);
+  const uint64_t key_bytes = uint64_t{vk + vv} * slice_bytes;
   const uint64_t tile_bytes = kTileBytesPerSubgroup * (t.lanes / t.subgroup_lanes);
   t.keys_per_tile = kMaxTileKeys;
   while (t.keys_per_tile > kMinTileKeys &&

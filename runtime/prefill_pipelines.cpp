@@ -86,7 +86,7 @@ PrefillPipelineDescs prefill_pipeline_descs(const PrefillShape& shape, const Pre
   pd.spec_constants = {t.lanes,
                        shape.head_dim,
                        shape.v_head_dim,
-                       shape.dtype == DType::f16 ? 1u : 0u,
+                       static_cast<uint32_t>(shape.dtype),  // KV_TYPE: kv_block.h
                        shape.block_shift,
                        shape.group_shift,
                        t.tile_queries,

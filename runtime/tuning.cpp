@@ -325,7 +325,7 @@ DecodeTuning choose_decode_tuning(const DeviceInfo& device, const DecodeShape& s
   t.heads_per_workgroup = ceil_div(group, t.head_chunks);
 
   // Keys per lane: the largest tile whose unrolled phases stay within the budget.
-  const uint32_t vals = shape.dtype == DType::f16 ? 8 : 4;
+  const uint32_t vals = values_per_texel(shape.dtype);
   const uint32_t chunks = ceil_div(shape.dv() / vals, t.lanes);
   t.keys_per_lane = 1;
   for (uint32_t k = kMaxKeysPerLane; k >= 1; k /= 2) {

@@ -1,7 +1,7 @@
 // gqavk-run: grouped-query attention of .npy tensors on a Vulkan device.
 //
 //   gqavk-run --q Q.npy --k K.npy --v V.npy --out O.npy [--causal] [--window W] [--softcap C]
-//             [--sinks S.npy] [--scale S] [--kv-dtype f32|f16] [--device D]
+//             [--sinks S.npy] [--scale S] [--kv-dtype f32|f16|bf16|q8|q4] [--device D]
 //
 // Q is [B, H, Lq, Dk], K is [B, G, Lk, Dk] and V [B, G, Lk, Dv] (PyTorch
 // scaled_dot_product_attention layout), float32 or float16, C order; O is float32 [B, H, Lq, Dv].
@@ -35,8 +35,8 @@ constexpr int kExitUsage = 2;
 
 constexpr const char* kUsage =
     "usage: gqavk-run --q Q.npy --k K.npy --v V.npy --out O.npy [--causal] [--window W]\n"
-    "                 [--softcap C] [--sinks S.npy] [--scale S] [--kv-dtype f32|f16]\n"
-    "                 [--device D]\n";
+    "                 [--softcap C] [--sinks S.npy] [--scale S]\n"
+    "                 [--kv-dtype f32|f16|bf16|q8|q4] [--device D]\n";
 
 constexpr const char* kHelp =
     "\n"
@@ -55,8 +55,10 @@ constexpr const char* kHelp =
     "  --sinks S.npy      attention sinks, float32 [H]: one logit per query head that joins\n"
     "                     the softmax denominator (never scaled or capped)\n"
     "  --scale S          softmax scale, a finite number > 0 (default 1/sqrt(Dk))\n"
-    "  --kv-dtype T       KV cache storage, f32 or f16 (default f16 if K and V are float16,\n"
-    "                     else f32)\n"
+    "  --kv-dtype T       KV cache storage: f32, f16, bf16 (round to nearest even), q8 (int8,\n"
+    "                     a scale per token and head) or q4 (4-bit, a scale per 32 values;\n"
+    "                     Dk and Dv multiples of 32). Default f16 if K and V are float16,\n"
+    "                     else f32\n"
     "  --device D         Vulkan device index or name substring (default: GQAVK_DEVICE, else\n"
     "                     the best device)\n"
     "  --help             print this help and exit\n"
@@ -118,9 +120,12 @@ uint32_t parse_window(std::string_view text) {
 }
 
 gqavk::DType parse_kv_dtype(std::string_view text) {
-  if (text == "f32") return gqavk::DType::f32;
-  if (text == "f16") return gqavk::DType::f16;
-  throw UsageError("--kv-dtype '" + std::string(text) + "' is not valid (expected f32 or f16)");
+  for (gqavk::DType t : {gqavk::DType::f32, gqavk::DType::f16, gqavk::DType::bf16, gqavk::DType::q8,
+                         gqavk::DType::q4}) {
+    if (text == gqavk::to_string(t)) return t;
+  }
+  throw UsageError("--kv-dtype '" + std::string(text) +
+                   "' is not valid (expected f32, f16, bf16, q8 or q4)");
 }
 
 // Parses argv into `options`. Each flag takes a value, as the next argument or after '='.
@@ -353,12 +358,26 @@ int run(const Options& o) {
     gqavk::KvCacheDesc kd{s.batch, s.kv_heads, s.head_dim, s.kv_len, kv_dtype};
     kd.v_head_dim = s.v_dim;
     cache.emplace(context, kd);
-    // One batch entry of [B, G, Lk, D] is the [G, Lk, D] slice KvCache::write takes.
-    const size_t k_per_seq = size_t{s.kv_heads} * s.kv_len * s.head_dim;
-    const size_t v_per_seq = size_t{s.kv_heads} * s.kv_len * s.v_dim;
+    // The device stores K and V in the cache's type (KvCache::append): each sequence's
+    // [G, Lk, D] slice of [B, G, Lk, D], as the [Lk, G, D] rows append takes, from f32 buffers.
+    const auto rows = [&](const gqavk::npy::Array& a, uint32_t b, uint32_t dim) {
+      std::vector<float> out(size_t{s.kv_len} * s.kv_heads * dim);
+      for (uint32_t g = 0; g < s.kv_heads; ++g) {
+        for (uint32_t t = 0; t < s.kv_len; ++t) {
+          const size_t from = ((size_t{b} * s.kv_heads + g) * s.kv_len + t) * dim;
+          std::copy_n(a.data.begin() + from, dim, out.begin() + (size_t{t} * s.kv_heads + g) * dim);
+        }
+      }
+      return out;
+    };
+    std::vector<gqavk::KvToken> tokens(s.kv_len);
     for (uint32_t b = 0; b < s.batch; ++b) {
-      cache->write(b, 0, s.kv_len, std::span(k.data).subspan(b * k_per_seq, k_per_seq),
-                   std::span(v.data).subspan(b * v_per_seq, v_per_seq));
+      const std::vector<float> kb = rows(k, b, s.head_dim), vb = rows(v, b, s.v_dim);
+      gqavk::DeviceBuffer k_dev(context, kb.size() * 4), v_dev(context, vb.size() * 4);
+      k_dev.upload(std::as_bytes(std::span(kb)));
+      v_dev.upload(std::as_bytes(std::span(vb)));
+      for (uint32_t t = 0; t < s.kv_len; ++t) tokens[t] = {b, t};
+      cache->append(0, tokens, k_dev, v_dev);
     }
   } catch (const gqavk::Error& e) {
     throw kv_error(e);

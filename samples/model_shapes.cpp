@@ -12,6 +12,7 @@ namespace {
 
 constexpr uint32_t kBlockShift = 4;  // 16-token blocks
 constexpr uint32_t kHeadDims[] = {64, 80, 96, 112, 128, 192, 256};
+constexpr DType kDTypes[] = {DType::f32, DType::f16, DType::bf16, DType::q8, DType::q4};
 
 }  // namespace
 
@@ -59,10 +60,12 @@ ModelShape parse_shape(std::string_view text) {
     const size_t end = std::min(text.find('/', start), text.size());
     const std::string_view part = text.substr(start, end - start);
     start = end + 1;
-    if (part == "f16" || part == "f32") {
+    if (part.find(':') == std::string_view::npos &&
+        std::any_of(std::begin(kDTypes), std::end(kDTypes),
+                    [&](DType t) { return part == to_string(t); })) {
       if (seen_dtype) bad("names the dtype twice");
       seen_dtype = true;
-      s.dtype = part == "f16" ? DType::f16 : DType::f32;
+      s.dtype = parse_dtype(part);
       continue;
     }
     const size_t colon = part.find(':');
@@ -71,7 +74,7 @@ ModelShape parse_shape(std::string_view text) {
         static_cast<size_t>(std::find(std::begin(kKeys), std::end(kKeys), key) - std::begin(kKeys));
     if (colon == std::string_view::npos || colon + 1 == part.size() || key_at == std::size(kKeys)) {
       bad("has a part '" + std::string(part) +
-          "' that is not H:n, G:n, D:n, L:n, B:n, Dv:n, f16 or f32");
+          "' that is not H:n, G:n, D:n, L:n, B:n, Dv:n or a dtype (f32, f16, bf16, q8, q4)");
     }
     uint32_t value = 0;
     const char* last = part.data() + part.size();
@@ -91,6 +94,11 @@ ModelShape parse_shape(std::string_view text) {
     bad("has a head dim gqavk does not support (D is one of 64, 80, 96, 112, 128, 192, 256)");
   }
   if (s.v_head_dim == s.head_dim) s.v_head_dim = 0;
+  const uint32_t per_texel = values_per_texel(s.dtype);
+  if (s.head_dim % per_texel || s.v_head_dim % per_texel) {
+    bad("has head dims that " + std::string(to_string(s.dtype)) +
+        " cannot store (expected multiples of " + std::to_string(per_texel) + ")");
+  }
   if (s.v_head_dim && !(s.head_dim == 192 && s.v_head_dim == 128)) {
     bad("has a Dv gqavk does not support with D:" + std::to_string(s.head_dim) +
         " (Dv equals D, or is 128 with D:192)");
@@ -108,8 +116,7 @@ DecodeShape decode_shape(const ModelShape& m, const DeviceInfo& device) {
   s.head_dim = m.head_dim;
   s.dtype = m.dtype;
   s.capacity_tokens = m.capacity_tokens;
-  s.pool_bytes =
-      2 * m.kv_heads * block_tokens * m.head_dim * dtype_bytes(m.dtype) * blocks * m.batch;
+  s.pool_bytes = 2 * m.kv_heads * block_tokens * row_bytes(m.dtype, m.head_dim) * blocks * m.batch;
   s.block_shift = kBlockShift;
   s.group_shift = kv_group_shift(device, kBlockShift);
   return s;

@@ -1,8 +1,8 @@
 #version 450
 // The decode floor: the least work any decode kernel does with the KV bytes it reads, timed by
 // gqavk-bench beside the roofline. It streams a KV-sized byte range the way decode reads K and V (a
-// workgroup is one subgroup; lane i reads texel base + i, then steps by the workgroup), widens every
-// value to f32 and feeds it to HEADS multiply-adds, one per query head sharing the KV head: exactly
+// workgroup is one subgroup; lane i reads texel base + i, then steps by the workgroup), widens (or
+// dequantises, scales aside) every value to f32 and feeds it to HEADS multiply-adds, one per query head sharing the KV head: exactly
 // decode's 4 * H * L * D FLOPs for those bytes. No softmax, no exchange between lanes; fetches are
 // issued in batches ahead of their math, as decode issues them.
 // Where this kernel is slower than the roofline, the gap is what widening and issuing loads and
@@ -13,7 +13,8 @@
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint HEADS = 4;
-layout(constant_id = 2) const bool KV_F16 = true;
+layout(constant_id = 2) const uint KV_TYPE = 1;  // storage type: kv_block.h
+#include "kv_codec.glsl"
 
 layout(push_constant) uniform Params {
   uint texels_per_group;  // a multiple of BATCH * the workgroup size
@@ -36,16 +37,9 @@ void main() {
     uvec4 t[BATCH];
     [[unroll]] for (uint u = 0; u < BATCH; ++u) t[u] = kv_texel(base + i + u * n + lane);
     [[unroll]] for (uint u = 0; u < BATCH; ++u) {
-      if (KV_F16) {
-        const vec4 lo = vec4(unpackHalf2x16(t[u].x), unpackHalf2x16(t[u].y));
-        const vec4 hi = vec4(unpackHalf2x16(t[u].z), unpackHalf2x16(t[u].w));
-        [[unroll]] for (uint h = 0; h < HEADS; ++h) {
-          acc[h * 2] += w[h] * lo;
-          acc[h * 2 + 1] += w[h] * hi;
-        }
-      } else {
-        const vec4 v = uintBitsToFloat(t[u]);
-        [[unroll]] for (uint h = 0; h < HEADS; ++h) acc[h * 2] += w[h] * v;
+      [[unroll]] for (uint e = 0; e < KV_PARTS; ++e) {
+        const vec4 v = kv_part(t[u], e);
+        [[unroll]] for (uint h = 0; h < HEADS; ++h) acc[h * 2 + (e & 1u)] += w[h] * v;
       }
     }
   }

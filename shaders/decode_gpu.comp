@@ -29,12 +29,13 @@
 #endif
 
 #define GQAVK_KV_HALF_TEXELS 1
+#define GQAVK_KV_WORDS 1
 #include "kv_load.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint HEAD_DIM = 128;
 layout(constant_id = 2) const uint HEADS = 4;  // query heads per workgroup
-layout(constant_id = 3) const bool KV_F16 = true;
+layout(constant_id = 3) const uint KV_TYPE = 1;  // storage type: kv_block.h
 layout(constant_id = 4) const uint KEYS = 2;  // keys per lane group and step
 layout(constant_id = 5) const uint BLOCK_SHIFT = 4;  // log2 of tokens per cache block
 layout(constant_id = 6) const bool DIRECT_OUT = false;  // one split: write the final output
@@ -57,9 +58,12 @@ const uint QK = HEAD_DIM / 4;        // 4-value slices per query and K row
 const uint QV = DV / 4;              // and per V and output row
 const uint CK = (QK + T - 1) / T;    // slices of q and K per lane
 const uint CV = (QV + T - 1) / T;    // slices of V and the output per lane
-const uint VALS = KV_F16 ? 8 : 4;    // values per 16-byte texel
+#include "kv_codec.glsl"
+const uint VALS = KV_VALS;           // values per 16-byte texel
 const uint ROW_K = HEAD_DIM / VALS;  // texels per K row
 const uint ROW_V = DV / VALS;        // texels per V row
+const uint SW_K = KV_SCALE_WORDS(KV_TYPE, HEAD_DIM);  // scale words per K row
+const uint SW_V = KV_SCALE_WORDS(KV_TYPE, DV);        // and per V row
 layout(constant_id = 9) const uint GROUP_SHIFT = 3;  // log2 of the cache's token group
 #include "decode_io.glsl"
 
@@ -96,17 +100,24 @@ shared float m_sh[NSGK > 1 ? NSGK * WG_HEADS : 1];
 shared float l_sh[NSGK > 1 ? NSGK * WG_HEADS : 1];
 shared vec4 o_sh[NSGK > 1 ? NSGK * WG_HEADS * QV : 1];
 
-// The stored words of slice v of the row whose texel 0 is at `row`: two (f16) or
-// four (f32). Kept packed until used, so f16 values cost half the registers in flight.
+// The stored words of slice v of the row whose texel 0 is at `row`, as kv_slice takes them: four
+// (f32), two (f16, bf16), one (q8), or one and which half of it (q4). Kept packed until used, so
+// narrow types cost fewer registers in flight.
 uvec4 load_slice(uint row, uint v) {
-  if (KV_F16) return uvec4(kv_half_texel(row + ((v >> 1) << GROUP_SHIFT), v & 1u), 0u, 0u);
-  return kv_texel(row + (v << GROUP_SHIFT));
+  if (KV_TYPE == KV_TYPE_F32) return kv_texel(row + (v << GROUP_SHIFT));
+  if (KV_PARTS == 2u) return uvec4(kv_half_texel(row + ((v >> 1) << GROUP_SHIFT), v & 1u), 0u, 0u);
+  if (KV_Q8) return uvec4(kv_word(((row + ((v >> 2) << GROUP_SHIFT)) << 2) + (v & 3u)), 0u, 0u, 0u);
+  return uvec4(kv_word(((row + ((v >> 3) << GROUP_SHIFT)) << 2) + ((v >> 1) & 3u)), v & 1u, 0u, 0u);
 }
 
-// The four values of a slice load_slice returned.
-vec4 unpack_slice(uvec4 w) {
-  if (KV_F16) return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
-  return uintBitsToFloat(w);
+// The four values of a slice load_slice returned (unscaled).
+vec4 unpack_slice(uvec4 w) { return kv_slice(w); }
+
+// The scale of slice v of a row whose scale words start at sw (q8 the row's, q4 its texel's).
+float load_scale(uint sw, uint v) {
+  if (KV_Q8) return kv_scale_of_word(kv_word(sw), 0u);
+  if (KV_Q4) return kv_scale_of_word(kv_word(sw + (v >> 4)), v >> 3);
+  return 1.0;
 }
 
 void main() {
@@ -149,18 +160,23 @@ void main() {
 
   for (uint tile = k_begin; tile < k_end; tile += NGROUPS * KEYS) {
     // Addresses of this group's keys; keys past k_end read the last valid row and are masked.
-    uint k_at[KEYS], v_at[KEYS];
+    uint k_at[KEYS], v_at[KEYS], k_sw[KEYS], v_sw[KEYS];
     bool valid[KEYS];
     [[unroll]] for (uint r = 0; r < KEYS; ++r) {
       const uint j0 = tile + r * NGROUPS + group;
       valid[r] = j0 < k_end;
-      k_at[r] = kv_key_at(b, g, min(j0, k_end - 1), v_at[r]);
+      k_at[r] = kv_key_scales_at(b, g, min(j0, k_end - 1), v_at[r], k_sw[r], v_sw[r]);
     }
-    // Every load of the step is issued before the math that uses it.
+    // Every load of the step is issued before the math that uses it. q8 scales a row (one per
+    // key), q4 a texel (one per slice): K's scale the partial dot product, V's p.
+    const uint KSC = KV_Q4 ? CK : 1, VSC = KV_Q4 ? CV : 1;
     uvec4 kx[KEYS * CK], vx[KEYS * CV];
+    float ksc[KEYS * KSC], vsc[KEYS * VSC];
     [[unroll]] for (uint r = 0; r < KEYS; ++r) {
       [[unroll]] for (uint i = 0; i < CK; ++i) kx[r * CK + i] = load_slice(k_at[r], min(part + i * T, QK - 1));
       [[unroll]] for (uint i = 0; i < CV; ++i) vx[r * CV + i] = load_slice(v_at[r], min(part + i * T, QV - 1));
+      [[unroll]] for (uint i = 0; i < KSC; ++i) ksc[r * KSC + i] = load_scale(k_sw[r], min(part + i * T, QK - 1));
+      [[unroll]] for (uint i = 0; i < VSC; ++i) vsc[r * VSC + i] = load_scale(v_sw[r], min(part + i * T, QV - 1));
     }
 
     // Scores: this lane's partial dot products, summed across the T lanes of the key.
@@ -168,7 +184,11 @@ void main() {
     [[unroll]] for (uint r = 0; r < KEYS; ++r) {
       [[unroll]] for (uint h = 0; h < HEADS; ++h) {
         float d = 0.0;
-        [[unroll]] for (uint i = 0; i < CK; ++i) d += dot(q[h * CK + i], unpack_slice(kx[r * CK + i]));
+        [[unroll]] for (uint i = 0; i < CK; ++i) {
+          const float part_d = dot(q[h * CK + i], unpack_slice(kx[r * CK + i]));
+          d += KV_Q4 ? part_d * ksc[r * KSC + min(i, KSC - 1)] : part_d;
+        }
+        if (KV_Q8) d *= ksc[r];
         [[unroll]] for (uint mask = KPS; mask < SG; mask <<= 1) d = xor_add(d, mask);
         s[r * HEADS + h] = apply_softcap(d, pc.softcap);
       }
@@ -188,7 +208,7 @@ void main() {
       [[unroll]] for (uint r = 0; r < KEYS; ++r) {
         const float p = valid[r] ? exp(s[r * HEADS + h] - m_new) : 0.0;
         sum += p;
-        [[unroll]] for (uint i = 0; i < CV; ++i) acc[h * CV + i] += p * unpack_slice(vx[r * CV + i]);
+        [[unroll]] for (uint i = 0; i < CV; ++i) acc[h * CV + i] += (p * vsc[r * VSC + min(i, VSC - 1)]) * unpack_slice(vx[r * CV + i]);
       }
       l_run[h] = l_run[h] * alpha + sum;
     }

@@ -27,12 +27,13 @@
 #extension GL_KHR_shader_subgroup_ballot : require
 #endif
 
+#define GQAVK_KV_WORDS 1
 #include "kv_load.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint HEAD_DIM = 128;
 layout(constant_id = 2) const uint HEADS = 4;  // query heads per workgroup
-layout(constant_id = 3) const bool KV_F16 = true;
+layout(constant_id = 3) const uint KV_TYPE = 1;  // storage type: kv_block.h
 layout(constant_id = 4) const uint KEYS_PER_LANE = 8;
 layout(constant_id = 5) const uint BLOCK_SHIFT = 4;  // log2 of tokens per cache block
 layout(constant_id = 6) const bool DIRECT_OUT = false;  // one split: write the final output
@@ -42,19 +43,23 @@ layout(constant_id = 7) const bool VALUES_BY_KEY = false;  // phase 3 layout, se
 const bool VALUES_BY_KEY = false;  // its lanes' rows are summed with subgroup operations
 #endif
 
+#include "kv_codec.glsl"
+
 const uint LANES = gl_WorkGroupSize.x;
-const uint VALS = KV_F16 ? 8 : 4;  // values per texel
-const uint HALVES = VALS / 4;      // vec4s per texel
+const uint VALS = KV_VALS;      // values per texel
+const uint HALVES = KV_PARTS;   // vec4s per texel
 layout(constant_id = 11) const uint DV = 128;  // V and output head dim (HEAD_DIM is Q and K's)
 const uint ROW_K = HEAD_DIM / VALS;  // texels per K row
 const uint ROW_V = DV / VALS;        // texels per V row
 const uint QK = HEAD_DIM / 4;        // vec4s per query row
 const uint QV = DV / 4;              // vec4s per output row
+const uint SW_K = KV_SCALE_WORDS(KV_TYPE, HEAD_DIM);  // scale words per K row
+const uint SW_V = KV_SCALE_WORDS(KV_TYPE, DV);        // and per V row
 const uint TILE = LANES * KEYS_PER_LANE;
 const uint CHUNKS = (ROW_V + LANES - 1) / LANES;  // V texels per lane when lanes own texels
 const uint ACC = VALUES_BY_KEY ? QV : CHUNKS * HALVES;  // vec4 accumulators per head
 layout(constant_id = 9) const uint GROUP_SHIFT = 3;  // log2 of the cache's token group
-const uint BATCH = 8;  // texel fetches issued together
+const uint BATCH = ROW_K < 8u ? ROW_K : 8u;  // texel fetches issued together (q4 rows are 2-8)
 
 #include "decode_io.glsl"
 
@@ -65,6 +70,7 @@ float group_sum(float x) { return subgroupAdd(x); }
 shared float red_sh[LANES];
 shared float p_sh[TILE * HEADS];
 shared uint v_at_sh[TILE];
+shared uint v_sw_sh[TILE];
 float group_reduce(float x, bool is_max) {
   barrier();
   red_sh[gl_LocalInvocationID.x] = x;
@@ -76,16 +82,6 @@ float group_reduce(float x, bool is_max) {
 float group_max(float x) { return group_reduce(x, true); }
 float group_sum(float x) { return group_reduce(x, false); }
 #endif
-
-void unpack(uvec4 t, out vec4 lo, out vec4 hi) {
-  if (KV_F16) {
-    lo = vec4(unpackHalf2x16(t.x), unpackHalf2x16(t.y));
-    hi = vec4(unpackHalf2x16(t.z), unpackHalf2x16(t.w));
-  } else {
-    lo = uintBitsToFloat(t);
-    hi = vec4(0.0);
-  }
-}
 
 void main() {
   const uint lane = gl_LocalInvocationID.x;
@@ -124,11 +120,15 @@ void main() {
     float s[KEYS_PER_LANE * HEADS];
     uint k_at[KEYS_PER_LANE];  // texel 0 of this lane's key r in the K slab
     uint v_at[KEYS_PER_LANE];  // and in the V slab
+    uint k_sw[KEYS_PER_LANE], v_sw[KEYS_PER_LANE];  // first scale words (q8, q4)
     [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
-      k_at[r] = kv_key_at(b, g, min(tile + r * LANES + lane, k_end - 1), v_at[r]);
+      k_at[r] = kv_key_scales_at(b, g, min(tile + r * LANES + lane, k_end - 1), v_at[r], k_sw[r], v_sw[r]);
       [[unroll]] for (uint h = 0; h < HEADS; ++h) s[r * HEADS + h] = 0.0;
     }
     [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
+      // q8 scales the row's dot product once, q4 each texel's partial one.
+      uvec4 ks = uvec4(0u);
+      if (SW_K > 0u) ks = kv_texel(k_sw[r] >> 2u);
       [[unroll]] for (uint c0 = 0; c0 < ROW_K; c0 += BATCH) {
         uvec4 t[BATCH];
         [[unroll]] for (uint i = 0; i < BATCH; ++i) {
@@ -137,14 +137,19 @@ void main() {
         [[unroll]] for (uint i = 0; i < BATCH; ++i) {
           const uint c = c0 + i;
           if (c >= ROW_K) break;
-          vec4 lo, hi;
-          unpack(t[i], lo, hi);
+          vec4 part[HALVES];
+          [[unroll]] for (uint e = 0; e < HALVES; ++e) part[e] = kv_part(t[i], e);
+          const float sc = KV_Q4 ? kv_scale(ks, k_sw[r], c) : 1.0;
           [[unroll]] for (uint h = 0; h < HEADS; ++h) {
-            float d = dot(q[h * QK + c * HALVES], lo);
-            if (KV_F16) d += dot(q[h * QK + c * HALVES + 1], hi);
-            s[r * HEADS + h] += d;
+            float d = 0.0;
+            [[unroll]] for (uint e = 0; e < HALVES; ++e) d += dot(q[h * QK + c * HALVES + e], part[e]);
+            s[r * HEADS + h] += KV_Q4 ? d * sc : d;
           }
         }
+      }
+      if (KV_Q8) {
+        const float sc = kv_scale(ks, k_sw[r], 0u);
+        [[unroll]] for (uint h = 0; h < HEADS; ++h) s[r * HEADS + h] *= sc;
       }
     }
     if (pc.softcap > 0.0) {
@@ -180,21 +185,38 @@ void main() {
       [[unroll]] for (uint i = 0; i < HEADS * ACC; ++i) acc[i] *= alpha[i / ACC];
     }
 
-    // 3. Values: acc += sum over the tile's keys of p * v.
+    // 3. Values: acc += sum over the tile's keys of p * v. A q8 row's scale folds into p here, a
+    // q4 texel's below (p of every key is already in l_run).
+    uvec4 vs[KEYS_PER_LANE];
+    [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
+      vs[r] = uvec4(0u);
+      if (SW_V > 0u) vs[r] = kv_texel(v_sw[r] >> 2u);
+      if (KV_Q8) {
+        const float sc = kv_scale(vs[r], v_sw[r], 0u);
+        [[unroll]] for (uint h = 0; h < HEADS; ++h) s[r * HEADS + h] *= sc;
+      }
+    }
     if (VALUES_BY_KEY) {
       // Per texel column c: fetch it for this lane's keys, then add p * v into the row, one half of
       // the texel at a time (HEADS vec4 partial sums), rescaling the row by alpha as it goes.
       [[unroll]] for (uint c = 0; c < ROW_V; ++c) {
         uvec4 t[KEYS_PER_LANE];
         [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) t[r] = kv_texel(v_at[r] + (c << GROUP_SHIFT));
+        float pc_[KV_Q4 ? KEYS_PER_LANE * HEADS : 1];  // q4: p times this texel's scale
+        if (KV_Q4) {
+          [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
+            const float sc = kv_scale(vs[r], v_sw[r], c);
+            [[unroll]] for (uint h = 0; h < HEADS; ++h) pc_[r * HEADS + h] = s[r * HEADS + h] * sc;
+          }
+        }
         [[unroll]] for (uint half_ = 0; half_ < HALVES; ++half_) {
           vec4 part[HEADS];
           [[unroll]] for (uint h = 0; h < HEADS; ++h) part[h] = vec4(0.0);
           [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
-            vec4 lo, hi;
-            unpack(t[r], lo, hi);
-            const vec4 v = half_ == 0u ? lo : hi;
-            [[unroll]] for (uint h = 0; h < HEADS; ++h) part[h] += s[r * HEADS + h] * v;
+            const vec4 v = kv_part(t[r], half_);
+            [[unroll]] for (uint h = 0; h < HEADS; ++h) {
+              part[h] += (KV_Q4 ? pc_[r * HEADS + h] : s[r * HEADS + h]) * v;
+            }
           }
           [[unroll]] for (uint h = 0; h < HEADS; ++h) {
             const uint i = h * ACC + c * HALVES + half_;
@@ -206,6 +228,7 @@ void main() {
 #if !GQAVK_SUBGROUP_OPS
       [[unroll]] for (uint r = 0; r < KEYS_PER_LANE; ++r) {
         v_at_sh[r * LANES + lane] = v_at[r];
+        v_sw_sh[r * LANES + lane] = v_sw[r];
         [[unroll]] for (uint h = 0; h < HEADS; ++h) p_sh[(r * LANES + lane) * HEADS + h] = s[r * HEADS + h];
       }
       barrier();
@@ -214,8 +237,10 @@ void main() {
 #if GQAVK_SUBGROUP_OPS
         const uint owner = i % LANES;
         const uint at = subgroupBroadcast(v_at[i / LANES], owner);
+        const uint sw = KV_Q4 ? subgroupBroadcast(v_sw[i / LANES], owner) : 0u;
 #else
         const uint at = v_at_sh[i];
+        const uint sw = KV_Q4 ? v_sw_sh[i] : 0u;
 #endif
         float p[HEADS];
         [[unroll]] for (uint h = 0; h < HEADS; ++h) {
@@ -226,11 +251,12 @@ void main() {
 #endif
         }
         [[unroll]] for (uint u = 0; u < CHUNKS; ++u) {
-          vec4 lo, hi;
-          unpack(kv_texel(at + (min(lane + u * LANES, ROW_V - 1) << GROUP_SHIFT)), lo, hi);
-          [[unroll]] for (uint h = 0; h < HEADS; ++h) {
-            acc[h * ACC + u * HALVES] += p[h] * lo;
-            if (KV_F16) acc[h * ACC + u * HALVES + 1] += p[h] * hi;
+          const uint c = min(lane + u * LANES, ROW_V - 1);
+          const uvec4 t = kv_texel(at + (c << GROUP_SHIFT));
+          const float sc = KV_Q4 ? kv_scale_of_word(kv_word(sw + (c >> 1u)), c) : 1.0;
+          [[unroll]] for (uint e = 0; e < HALVES; ++e) {
+            const vec4 v = kv_part(t, e);
+            [[unroll]] for (uint h = 0; h < HEADS; ++h) acc[h * ACC + u * HALVES + e] += (p[h] * sc) * v;
           }
         }
       }
@@ -262,8 +288,9 @@ void main() {
       [[unroll]] for (uint u = 0; u < CHUNKS; ++u) {
         const uint c = lane + u * LANES;
         if (c < ROW_V) {
-          o_out[part * QV + c * HALVES] = acc[h * ACC + u * HALVES] * inv;
-          if (KV_F16) o_out[part * QV + c * HALVES + 1] = acc[h * ACC + u * HALVES + 1] * inv;
+          [[unroll]] for (uint e = 0; e < HALVES; ++e) {
+            o_out[part * QV + c * HALVES + e] = acc[h * ACC + u * HALVES + e] * inv;
+          }
         }
       }
     }

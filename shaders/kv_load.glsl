@@ -1,4 +1,5 @@
-// How kernels read the KV pool: 16-byte texels, f32 (4 values) or f16 (8 values) each.
+// How kernels read the KV pool: 16-byte texels (4 to 32 values each: kv_block.h), and where a
+// kernel defines GQAVK_KV_HALF_TEXELS or GQAVK_KV_WORDS, halves of texels or 32-bit words.
 // GQAVK_KV_LOAD picks the binding, a tuning choice per device:
 //  0: storage buffer of uvec4, the usual fast path on GPUs;
 //  1: uniform texel buffer (R32G32B32A32_UINT) read with texelFetch: lavapipe gathers each fetch
@@ -51,6 +52,16 @@ uvec2 kv_half_texel(uint i, uint half_) {
   const uvec4 t = kv_texel(i);
   return half_ == 0u ? t.xy : t.zw;
 }
+#endif
+#endif
+
+#ifdef GQAVK_KV_WORDS
+// One 32-bit word of the pool (word i of texel i / 4): the GPU tier's q8 and q4 slices and scales.
+#if GQAVK_KV_LOAD == 0
+layout(binding = 0, std430) readonly buffer KvPoolWords { uint kv_pool_words[]; };
+uint kv_word(uint i) { return kv_pool_words[i]; }
+#else
+uint kv_word(uint i) { return kv_texel(i >> 2u)[i & 3u]; }
 #endif
 #endif
 

@@ -22,7 +22,7 @@
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint DK = 128;
 layout(constant_id = 2) const uint DV = 128;
-layout(constant_id = 3) const bool KV_F16 = true;
+layout(constant_id = 3) const uint KV_TYPE = 1;  // storage type: kv_block.h
 layout(constant_id = 4) const uint BLOCK_SHIFT = 4;  // log2 of tokens per cache block
 layout(constant_id = 5) const uint GROUP_SHIFT = 3;  // log2 of the cache's token group
 layout(constant_id = 6) const uint TILE_Q = 8;       // queries per tile: LANES * ROWS
@@ -32,25 +32,18 @@ layout(constant_id = 8) const uint KEYS = 8;         // keys per step, fetched a
 // lavapipe runs both sides of a branch it cannot prove uniform: tanh for every score otherwise.
 layout(constant_id = 11) const bool SOFTCAP = false;
 
+#include "kv_codec.glsl"
+
 const uint LANES = gl_WorkGroupSize.x;
 const uint ROWS = TILE_Q / LANES;   // queries per lane
-const uint VALS = KV_F16 ? 8 : 4;   // values per 16-byte texel
-const uint HALVES = VALS / 4;       // vec4s per texel
+const uint VALS = KV_VALS;          // values per 16-byte texel
+const uint HALVES = KV_PARTS;       // vec4s per texel
+const uint SW_K = KV_SCALE_WORDS(KV_TYPE, DK), SW_V = KV_SCALE_WORDS(KV_TYPE, DV);  // scale words
 const uint ROW_K = DK / VALS, ROW_V = DV / VALS;  // texels per K and V row
 const uint QK = DK / 4, QV = DV / 4;              // vec4s per q and output row
 const uint NR = ROWS * HEADS;                     // rows per lane, row index rh = r * HEADS + h
 
 #include "prefill_io.glsl"
-
-void unpack(uvec4 t, out vec4 lo, out vec4 hi) {
-  if (KV_F16) {
-    lo = vec4(unpackHalf2x16(t.x), unpackHalf2x16(t.y));
-    hi = vec4(unpackHalf2x16(t.z), unpackHalf2x16(t.w));
-  } else {
-    lo = uintBitsToFloat(t);
-    hi = vec4(0.0);
-  }
-}
 
 void main() {
   const uint lane = gl_LocalInvocationID.x;
@@ -95,9 +88,18 @@ void main() {
 
   for (uint t0 = wg_lo; t0 < wg_hi; t0 += KEYS) {
     // Keys past wg_hi repeat the last one (and are masked below).
-    uint k_at[KEYS], v_at[KEYS];
+    uint k_at[KEYS], v_at[KEYS], k_sw[KEYS], v_sw[KEYS];
     [[unroll]] for (uint j = 0; j < KEYS; ++j) {
-      k_at[j] = kv_key_at(b, g, min(t0 + j, wg_hi - 1u), v_at[j]);
+      k_at[j] = kv_key_scales_at(b, g, min(t0 + j, wg_hi - 1u), v_at[j], k_sw[j], v_sw[j]);
+    }
+    // q8 and q4: the keys' scale texels (q8 scales a row's dot product and folds into p once; q4
+    // per texel).
+    uvec4 ks[KEYS], vs[KEYS];
+    [[unroll]] for (uint j = 0; j < KEYS; ++j) {
+      ks[j] = uvec4(0u);
+      vs[j] = uvec4(0u);
+      if (SW_K > 0u) ks[j] = kv_texel(k_sw[j] >> 2u);
+      if (SW_V > 0u) vs[j] = kv_texel(v_sw[j] >> 2u);
     }
 
     // 1. Scores s = q.k (q is pre-scaled). Every lane fetches the same texels: each fetch returns
@@ -108,13 +110,20 @@ void main() {
       uvec4 t[KEYS];
       [[unroll]] for (uint j = 0; j < KEYS; ++j) t[j] = kv_texel(k_at[j] + (ct << GROUP_SHIFT));
       [[unroll]] for (uint j = 0; j < KEYS; ++j) {
-        vec4 lo, hi;
-        unpack(t[j], lo, hi);
+        vec4 part[HALVES];
+        [[unroll]] for (uint e = 0; e < HALVES; ++e) part[e] = kv_part(t[j], e);
+        const float sc = KV_Q4 ? kv_scale(ks[j], k_sw[j], ct) : 1.0;
         [[unroll]] for (uint rh = 0; rh < NR; ++rh) {
-          float d = dot(q[rh * QK + ct * HALVES], lo);
-          if (KV_F16) d += dot(q[rh * QK + ct * HALVES + 1], hi);
-          s[rh * KEYS + j] += d;
+          float d = 0.0;
+          [[unroll]] for (uint e = 0; e < HALVES; ++e) d += dot(q[rh * QK + ct * HALVES + e], part[e]);
+          s[rh * KEYS + j] += KV_Q4 ? d * sc : d;
         }
+      }
+    }
+    if (KV_Q8) {
+      [[unroll]] for (uint j = 0; j < KEYS; ++j) {
+        const float sc = kv_scale(ks[j], k_sw[j], 0u);
+        [[unroll]] for (uint rh = 0; rh < NR; ++rh) s[rh * KEYS + j] *= sc;
       }
     }
 
@@ -141,20 +150,33 @@ void main() {
       l_run[rh] = l_run[rh] * alpha[rh] + sum;
       m_run[rh] = m_new;
     }
+    if (KV_Q8) {  // V's row scales fold into p, now that the sums have it
+      [[unroll]] for (uint j = 0; j < KEYS; ++j) {
+        const float sc = kv_scale(vs[j], v_sw[j], 0u);
+        [[unroll]] for (uint rh = 0; rh < NR; ++rh) s[rh * KEYS + j] *= sc;
+      }
+    }
 
     // 4. acc = acc * alpha + sum over the tile of p * v, one texel column of V at a time.
     [[unroll]] for (uint ct = 0; ct < ROW_V; ++ct) {
       uvec4 t[KEYS];
       [[unroll]] for (uint j = 0; j < KEYS; ++j) t[j] = kv_texel(v_at[j] + (ct << GROUP_SHIFT));
+      float ps[KV_Q4 ? NR * KEYS : 1];  // q4: p times this texel's scale
+      if (KV_Q4) {
+        [[unroll]] for (uint j = 0; j < KEYS; ++j) {
+          const float sc = kv_scale(vs[j], v_sw[j], ct);
+          [[unroll]] for (uint rh = 0; rh < NR; ++rh) ps[rh * KEYS + j] = s[rh * KEYS + j] * sc;
+        }
+      }
       [[unroll]] for (uint half_ = 0; half_ < HALVES; ++half_) {
         const uint c = ct * HALVES + half_;
         vec4 part[NR];
         [[unroll]] for (uint rh = 0; rh < NR; ++rh) part[rh] = acc[rh * QV + c] * alpha[rh];
         [[unroll]] for (uint j = 0; j < KEYS; ++j) {
-          vec4 lo, hi;
-          unpack(t[j], lo, hi);
-          const vec4 v = half_ == 0u ? lo : hi;
-          [[unroll]] for (uint rh = 0; rh < NR; ++rh) part[rh] += s[rh * KEYS + j] * v;
+          const vec4 v = kv_part(t[j], half_);
+          [[unroll]] for (uint rh = 0; rh < NR; ++rh) {
+            part[rh] += (KV_Q4 ? ps[rh * KEYS + j] : s[rh * KEYS + j]) * v;
+          }
         }
         [[unroll]] for (uint rh = 0; rh < NR; ++rh) acc[rh * QV + c] = part[rh];
       }

@@ -27,7 +27,7 @@
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint DK = 128;  // head dim of q and k
 layout(constant_id = 2) const uint DV = 128;  // head dim of v and the output
-layout(constant_id = 3) const bool KV_F16 = true;
+layout(constant_id = 3) const uint KV_TYPE = 1;  // storage type: kv_block.h
 layout(constant_id = 4) const uint BLOCK_SHIFT = 4;  // log2 of tokens per cache block
 layout(constant_id = 5) const uint GROUP_SHIFT = 0;  // log2 of the cache's token group
 layout(constant_id = 6) const uint TILE_Q = 4;       // queries per tile
@@ -47,15 +47,28 @@ const uint RPL = (ROWS + NRG - 1) / NRG;     // rows per lane (row rg + r * NRG)
 const uint VK = DK / 4, VV = DV / 4;         // 4-value slices per q / k row and v / o row
 const uint C = (VK + T - 1) / T;             // q slices per lane and row
 const uint CV = (VV + T - 1) / T;            // accumulator slices per lane and row
-const uint VALS = KV_F16 ? 8 : 4;            // values per 16-byte texel
+#include "kv_codec.glsl"
+const uint VALS = KV_VALS;                   // values per 16-byte texel
 const uint ROW_K = DK / VALS, ROW_V = DV / VALS;
+const uint SW_K = KV_SCALE_WORDS(KV_TYPE, DK), SW_V = KV_SCALE_WORDS(KV_TYPE, DV);
 #include "prefill_io.glsl"
 
-// The staged tile, by slice: f16 as uvec2 (four packed halves), f32 as uvec4 (four floats).
-shared uvec2 k_half[KV_F16 ? TILE_K * VK : 1];
-shared uvec2 v_half[KV_F16 ? TILE_K * VV : 1];
-shared uvec4 k_full[KV_F16 ? 1 : TILE_K * VK];
-shared uvec4 v_full[KV_F16 ? 1 : TILE_K * VV];
+// The staged tile: f16 and bf16 by slice as uvec2 (four packed values), f32 by slice as uvec4, q8
+// as words (four values) with one float scale per key, and q4 dequantised to f32 slices while
+// staging (its nibble decoding and per-texel scales in the score loop spilled on RDNA3 and halved
+// Vega's occupancy; the tile reuses each staged value for every row, so the global read, which q4
+// keeps small, is what matters). Arrays a type does not use hold one element.
+const bool HALF_SLICES = KV_PARTS == 2u;
+const bool FULL_SLICES = KV_TYPE == KV_TYPE_F32 || KV_Q4;
+const bool WORDS = KV_Q8;
+shared uvec2 k_half[HALF_SLICES ? TILE_K * VK : 1];
+shared uvec2 v_half[HALF_SLICES ? TILE_K * VV : 1];
+shared uvec4 k_full[FULL_SLICES ? TILE_K * VK : 1];
+shared uvec4 v_full[FULL_SLICES ? TILE_K * VV : 1];
+shared uint k_word[WORDS ? TILE_K * VK : 1];
+shared uint v_word[WORDS ? TILE_K * VV : 1];
+shared float k_scl[WORDS ? TILE_K : 1];
+shared float v_scl[WORDS ? TILE_K : 1];
 
 #if GQAVK_SUBGROUP_OPS
 uint my_lane() { return gl_SubgroupID * SG + gl_SubgroupInvocationID; }
@@ -71,21 +84,20 @@ vec4 xor_add(vec4 x, uint mask) {
 }
 #endif
 
-// Slice v of key k of the staged tile.
+// Slice v of key k of the staged tile, unscaled for q8 (q / 127).
 vec4 k_slice(uint k, uint v) {
-  if (KV_F16) {
-    const uvec2 w = k_half[k * VK + v];
-    return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
-  }
+  if (HALF_SLICES) return kv_slice(uvec4(k_half[k * VK + v], 0u, 0u));
+  if (WORDS) return kv_slice(uvec4(k_word[k * VK + v], 0u, 0u, 0u));
   return uintBitsToFloat(k_full[k * VK + v]);
 }
 vec4 v_slice(uint k, uint v) {
-  if (KV_F16) {
-    const uvec2 w = v_half[k * VV + v];
-    return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
-  }
+  if (HALF_SLICES) return kv_slice(uvec4(v_half[k * VV + v], 0u, 0u));
+  if (WORDS) return kv_slice(uvec4(v_word[k * VV + v], 0u, 0u, 0u));
   return uintBitsToFloat(v_full[k * VV + v]);
 }
+// The scale of key k's row (q8; 1 for the other types, q4's being applied when staged).
+float k_scale(uint k) { return WORDS ? k_scl[k] : 1.0; }
+float v_scale(uint k) { return WORDS ? v_scl[k] : 1.0; }
 
 // Stages keys [j0, j0 + TILE_K) of (b, g); keys at or past `end` repeat key end - 1 (finite data,
 // masked later). Lanes take texels in order, so neighbouring lanes read neighbouring texels of a
@@ -93,25 +105,48 @@ vec4 v_slice(uint k, uint v) {
 void stage_tile(uint b, uint g, uint j0, uint end) {
   for (uint idx = gl_LocalInvocationIndex; idx < TILE_K * ROW_K; idx += WG) {
     const uint k = idx / ROW_K, c = idx % ROW_K;
-    uint v_at;
-    const uvec4 t = kv_texel(kv_key_at(b, g, min(j0 + k, end - 1u), v_at) + (c << GROUP_SHIFT));
-    if (KV_F16) {
+    uint v_at, k_sw, v_sw;
+    const uvec4 t = kv_texel(kv_key_scales_at(b, g, min(j0 + k, end - 1u), v_at, k_sw, v_sw) +
+                             (c << GROUP_SHIFT));
+    if (HALF_SLICES) {
       k_half[k * VK + 2u * c] = t.xy;
       k_half[k * VK + 2u * c + 1u] = t.zw;
+    } else if (WORDS) {
+      [[unroll]] for (uint w = 0; w < 4u; ++w) k_word[k * VK + 4u * c + w] = t[w];
+    } else if (KV_Q4) {
+      const float sc = kv_scale(kv_texel(k_sw >> 2u), k_sw, c);
+      [[unroll]] for (uint e = 0; e < KV_PARTS; ++e) {
+        k_full[k * VK + KV_PARTS * c + e] = floatBitsToUint(kv_part(t, e) * sc);
+      }
     } else {
       k_full[k * VK + c] = t;
     }
   }
   for (uint idx = gl_LocalInvocationIndex; idx < TILE_K * ROW_V; idx += WG) {
     const uint k = idx / ROW_V, c = idx % ROW_V;
-    uint v_at;
-    kv_key_at(b, g, min(j0 + k, end - 1u), v_at);
+    uint v_at, k_sw, v_sw;
+    kv_key_scales_at(b, g, min(j0 + k, end - 1u), v_at, k_sw, v_sw);
     const uvec4 t = kv_texel(v_at + (c << GROUP_SHIFT));
-    if (KV_F16) {
+    if (HALF_SLICES) {
       v_half[k * VV + 2u * c] = t.xy;
       v_half[k * VV + 2u * c + 1u] = t.zw;
+    } else if (WORDS) {
+      [[unroll]] for (uint w = 0; w < 4u; ++w) v_word[k * VV + 4u * c + w] = t[w];
+    } else if (KV_Q4) {
+      const float sc = kv_scale(kv_texel(v_sw >> 2u), v_sw, c);
+      [[unroll]] for (uint e = 0; e < KV_PARTS; ++e) {
+        v_full[k * VV + KV_PARTS * c + e] = floatBitsToUint(kv_part(t, e) * sc);
+      }
     } else {
       v_full[k * VV + c] = t;
+    }
+  }
+  if (WORDS) {  // q8: the keys' row scales, one texel each for K and V
+    for (uint k = gl_LocalInvocationIndex; k < TILE_K; k += WG) {
+      uint v_at, k_sw, v_sw;
+      kv_key_scales_at(b, g, min(j0 + k, end - 1u), v_at, k_sw, v_sw);
+      k_scl[k] = kv_scale(kv_texel(k_sw >> 2u), k_sw, 0u);
+      v_scl[k] = kv_scale(kv_texel(v_sw >> 2u), v_sw, 0u);
     }
   }
 }
@@ -173,8 +208,10 @@ void main() {
       [[unroll]] for (uint r = 0; r < RPL; ++r) s[r] = vec4(0.0);
       [[unroll]] for (uint kk = 0; kk < 4; ++kk) {
         [[unroll]] for (uint i = 0; i < C; ++i) {
-          const vec4 kv = k_slice(kc + kk, min(part + i * T, VK - 1u));
-          [[unroll]] for (uint r = 0; r < RPL; ++r) s[r][kk] += dot(q[r * C + i], kv);
+          const uint v = min(part + i * T, VK - 1u);
+          const vec4 kv = k_slice(kc + kk, v);
+          const float sc = k_scale(kc + kk);
+          [[unroll]] for (uint r = 0; r < RPL; ++r) s[r][kk] += dot(q[r * C + i], kv) * sc;
         }
       }
       [[unroll]] for (uint r = 0; r < RPL; ++r) {
@@ -201,8 +238,10 @@ void main() {
       }
       [[unroll]] for (uint kk = 0; kk < 4; ++kk) {
         [[unroll]] for (uint i = 0; i < CV; ++i) {
-          const vec4 vv = v_slice(kc + kk, min(part + i * T, VV - 1u));
-          [[unroll]] for (uint r = 0; r < RPL; ++r) acc[r * CV + i] += p[r][kk] * vv;
+          const uint v = min(part + i * T, VV - 1u);
+          const vec4 vv = v_slice(kc + kk, v);
+          const float sc = v_scale(kc + kk);
+          [[unroll]] for (uint r = 0; r < RPL; ++r) acc[r * CV + i] += (p[r][kk] * sc) * vv;
         }
       }
     }

@@ -60,6 +60,28 @@ TEST_F(Errors, CacheUnsupportedHeadDim) {
   }
 }
 
+// q4 packs 32 values per texel: Dk 80 and 112 cannot fill whole texels.
+TEST_F(Errors, CacheQ4HeadDimNotAMultipleOf32) {
+  for (uint32_t head_dim : {80u, 112u}) {
+    KvCacheDesc d = good_desc();
+    d.dtype = DType::q4;
+    d.head_dim = head_dim;
+    EXPECT_TRUE(throws_error([&] { KvCache c(context(), d); }, kInvalid,
+                             {"head dim " + std::to_string(head_dim), "q4", "multiple of 32"}));
+  }
+  KvCacheDesc d = good_desc();
+  d.dtype = DType::q8;
+  d.head_dim = 80;
+  KvCache q8_80(context(), d);  // q8 packs 16: every supported head dim fits
+}
+
+TEST_F(Errors, ParseDtype) {
+  EXPECT_EQ(parse_dtype("bf16"), DType::bf16);
+  EXPECT_EQ(parse_dtype("q4"), DType::q4);
+  EXPECT_TRUE(throws_error([] { parse_dtype("q5"); }, kInvalid,
+                           {"dtype 'q5'", "expected f32, f16, bf16, q8 or q4"}));
+}
+
 TEST_F(Errors, CacheBadBlockTokens) {
   for (uint32_t block : {0u, 3u, 512u, 24u}) {
     KvCacheDesc d = good_desc();
@@ -317,6 +339,55 @@ TEST_F(Errors, WriteF16Overflow) {
   k[300] = std::numeric_limits<float>::infinity();
   v[7] = NAN;
   cache.write(1, 10, 4, k, v);
+}
+
+// write_f16 takes f16 bits for an f16 cache only; the narrow types encode floats.
+TEST_F(Errors, WriteF16OnNarrowCaches) {
+  for (DType dtype : {DType::bf16, DType::q8, DType::q4}) {
+    KvCacheDesc d = good_desc();
+    d.dtype = dtype;
+    KvCache cache(context(), d);
+    const std::vector<uint16_t> h(2 * 4 * 64, 0x3c00);
+    EXPECT_TRUE(
+        throws_error([&] { cache.write_f16(0, 0, 4, h, h); }, kInvalid,
+                     {"write_f16 needs an f16 cache", std::string("stores ") + to_string(dtype)}));
+  }
+}
+
+// q8 and q4 cannot quantise infinity or NaN (the row's scale would be lost), bf16 rounds a finite
+// value past its range to infinity, and q4's f16 scale (amax / 7) has f16's range: each is refused,
+// naming the value.
+TEST_F(Errors, WriteValuesANarrowTypeCannotHold) {
+  std::vector<float> k(2 * 4 * 64, 0.5f), v = k;
+  for (DType dtype : {DType::q8, DType::q4}) {
+    KvCacheDesc d = good_desc();
+    d.dtype = dtype;
+    KvCache cache(context(), d);
+    v[7] = NAN;
+    EXPECT_TRUE(
+        throws_error([&] { cache.write(1, 10, 4, k, v); }, kInvalid,
+                     {"v[7]", "KV head 0, token 10, dim 7", "not finite", to_string(dtype)}));
+    v[7] = 0.5f;
+    k[300] = -std::numeric_limits<float>::infinity();
+    EXPECT_TRUE(throws_error([&] { cache.write(1, 10, 4, k, v); }, kInvalid,
+                             {"k[300]", "not finite", "expected a finite value"}));
+    k[300] = 0.5f;
+  }
+  KvCacheDesc d = good_desc();
+  d.dtype = DType::q4;
+  KvCache q4(context(), d);
+  k[3] = 5e5f;
+  EXPECT_TRUE(
+      throws_error([&] { q4.write(0, 0, 4, k, v); }, kInvalid, {"k[3]", "q4 scale", "458640"}));
+  k[3] = 4e5f;  // a scale of 57143 still fits f16
+  q4.write(0, 0, 4, k, v);
+  d.dtype = DType::bf16;
+  KvCache bf16(context(), d);
+  k[3] = 3.4e38f;
+  EXPECT_TRUE(
+      throws_error([&] { bf16.write(0, 0, 4, k, v); }, kInvalid, {"k[3]", "overflows bf16"}));
+  k[3] = std::numeric_limits<float>::infinity();  // stored as it is, as f16 and f32 store it
+  bf16.write(0, 0, 4, k, v);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -304,21 +304,42 @@ TEST_P(GpuCompile, AddressPathNoSpillsAndEnoughOccupancy) {
                       "address");
 }
 
-// The append kernel that writes new tokens into the cache, from f32 and f16 sources, through a
-// storage binding and through the pool's device address.
+// The append kernel that writes new tokens into the cache in the shape's storage type (every type
+// across the instantiations), from f32 and f16 sources, through a storage binding and through the
+// pool's device address.
 TEST_P(GpuCompile, AppendNoSpillsAndEnoughOccupancy) {
   const ModelShape& m = GetParam();
-  KvCacheDesc d{1, m.kv_heads, m.head_dim, m.capacity_tokens, m.dtype, 16, m.v_head_dim};
-  if (d.v_head_dim == 0) d.v_head_dim = d.head_dim;
   for (DType src : {DType::f32, DType::f16}) {
+    KvCacheDesc d{1, m.kv_heads, m.head_dim, m.capacity_tokens, m.dtype, 16, m.v_head_dim};
+    if (d.v_head_dim == 0) d.v_head_dim = d.head_dim;
+    const std::string mode = std::string("<") + to_string(src);
     for (bool by_address : {false, true}) {
-      check_pipeline(*context_, m, to_string(src), by_address ? "append-address" : "append", 0,
+      check_pipeline(*context_, m, mode.c_str(), by_address ? "append-address" : "append", 0,
                      append_pipeline_desc(d, 4, 3, src, by_address));
     }
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GpuCompile, ::testing::ValuesIn(tools::model_shapes()),
+                         [](const ::testing::TestParamInfo<ModelShape>& p) {
+                           return p.param.model + "_" + to_string(p.param.dtype);
+                         });
+
+// The narrow storage types (bf16, q8, q4) at head dims 64, 96, 128 and 256: the same floors.
+std::vector<ModelShape> narrow_type_shapes() {
+  std::vector<ModelShape> out;
+  for (DType dtype : {DType::bf16, DType::q8, DType::q4}) {
+    for (ModelShape m :
+         {ModelShape{"llama3_8b", 32, 8, 128}, ModelShape{"qwen2_0_5b", 14, 2, 64},
+          ModelShape{"phi3_mini", 32, 32, 96}, ModelShape{"gemma2_9b", 16, 8, 256}}) {
+      m.dtype = dtype;
+      out.push_back(m);
+    }
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(NarrowTypes, GpuCompile, ::testing::ValuesIn(narrow_type_shapes()),
                          [](const ::testing::TestParamInfo<ModelShape>& p) {
                            return p.param.model + "_" + to_string(p.param.dtype);
                          });
@@ -387,6 +408,10 @@ TEST_P(PrefillGpuCompile, AddressPathNoSpillsAndEnoughOccupancy) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, PrefillGpuCompile, ::testing::ValuesIn(prefill_shapes()),
+                         [](const ::testing::TestParamInfo<ModelShape>& p) {
+                           return p.param.model + "_" + to_string(p.param.dtype);
+                         });
+INSTANTIATE_TEST_SUITE_P(NarrowTypes, PrefillGpuCompile, ::testing::ValuesIn(narrow_type_shapes()),
                          [](const ::testing::TestParamInfo<ModelShape>& p) {
                            return p.param.model + "_" + to_string(p.param.dtype);
                          });

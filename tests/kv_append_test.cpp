@@ -2,12 +2,17 @@
 // writer leaves for the same tokens (so both follow the one block layout), for each storage and
 // source type, across decode-like single tokens, prefill chunks crossing blocks, overwrites of
 // forked (shared) blocks, and a second layer; plus its errors and exhaustion.
+#include <algorithm>
 #include <cstring>
+#include <limits>
+#include <utility>
 #include <vector>
 
 #include "gqavk/device_buffer.hpp"
 #include "gqavk/half.hpp"
 #include "kv_cache_impl.hpp"
+#include "kv_codec.hpp"
+#include "reference.hpp"
 #include "test_support.hpp"
 
 namespace gqavk::test {
@@ -36,7 +41,11 @@ DeviceBuffer device_rows(std::span<const float> rows, DType src) {
     return b;
   }
   std::vector<uint16_t> h(rows.size());
-  floats_to_halves(rows, h);
+  if (src == DType::f16) {
+    floats_to_halves(rows, h);
+  } else {
+    for (size_t i = 0; i < rows.size(); ++i) h[i] = float_to_bf16(rows[i]);
+  }
   DeviceBuffer b(context(), h.size() * 2);
   b.upload(std::as_bytes(std::span(h)));
   return b;
@@ -58,13 +67,18 @@ struct Batch {
   std::vector<float> k, v;  // [tokens, G, D]
 };
 
-Batch make_batch(std::vector<KvToken> tokens, uint32_t seed) {
+// Random values in [-4, 4), exact in the source type `src` (host and device see the same values).
+Batch make_batch(std::vector<KvToken> tokens, uint32_t seed, DType src = DType::f32) {
   Batch b{std::move(tokens), {}, {}};
   const size_t n = b.tokens.size() * kG * kD;
   b.k = random_values(n, seed, -4.0f, 4.0f);
   b.v = random_values(n, seed + 1, -4.0f, 4.0f);
-  round_to_f16(b.k);  // exact in every storage type tested here
-  round_to_f16(b.v);
+  for (std::vector<float>* x : {&b.k, &b.v}) {
+    if (src == DType::f16) round_to_f16(*x);
+    if (src == DType::bf16) {
+      for (float& f : *x) f = bf16_to_float(float_to_bf16(f));
+    }
+  }
   return b;
 }
 
@@ -93,29 +107,65 @@ std::vector<KvToken> run(uint32_t seq, uint32_t first, uint32_t n) {
   return t;
 }
 
+// Every storage type from f32 and f16 sources, and bf16 from bf16. The device's conversions match
+// the host encoder bit for bit where the driver rounds as IEEE does (lavapipe: division and
+// f32-to-f16 conversion round to nearest even); a GPU whose division is approximate may put a q8
+// or q4 code one step off on a value at a rounding boundary, within the types' error bounds.
 TEST(KvAppend, SameBytesAsTheHostWriter) {
-  for (DType dtype : {DType::f16, DType::f32}) {
-    for (DType src : {DType::f32, DType::f16}) {
+  std::vector<std::pair<DType, DType>> cases;
+  for (DType dtype : {DType::f32, DType::f16, DType::bf16, DType::q8, DType::q4}) {
+    for (DType src : {DType::f32, DType::f16}) cases.push_back({dtype, src});
+  }
+  cases.push_back({DType::bf16, DType::bf16});
+  for (const auto& [dtype, src] : cases) {
+    {
       SCOPED_TRACE(std::string(to_string(dtype)) + " from " + to_string(src));
       KvCache host(context(), append_desc(dtype)), dev(context(), append_desc(dtype));
       // Prefill chunks crossing blocks, for two sequences in one batch.
       std::vector<KvToken> chunks = run(0, 0, 21);
       const std::vector<KvToken> more = run(2, 0, 13);
       chunks.insert(chunks.end(), more.begin(), more.end());
-      apply(host, dev, make_batch(chunks, 1), 0, src);
+      apply(host, dev, make_batch(chunks, 1, src), 0, src);
       // Fork sequence 0 into slot 1 (after freeing it): the child shares full blocks; then
       // overwrite its tokens 4..9 (copy on write) and append a decode step to three sequences.
       for (KvCache* c : {&host, &dev}) {
         c->free_sequence(1);
         EXPECT_EQ(c->fork_sequence(0), 1u);
       }
-      apply(host, dev, make_batch(run(1, 4, 6), 2), 0, src);
+      apply(host, dev, make_batch(run(1, 4, 6), 2, src), 0, src);
       std::vector<KvToken> step = {{0, 21}, {1, 21}, {2, 13}};
-      apply(host, dev, make_batch(step, 3), 0, src);
+      apply(host, dev, make_batch(step, 3, src), 0, src);
       // The second layer.
-      apply(host, dev, make_batch(run(3, 0, 9), 4), 1, src);
+      const Batch last = make_batch(run(3, 0, 9), 4, src);
+      apply(host, dev, last, 1, src);
+      // Both caches' layer 1 read back as the stored values (attention of seq 3's 9 tokens).
+      std::vector<float> k = by_head(last.k, 9), v = by_head(last.v, 9);
+      store_and_read_rows(dtype, k, kD);
+      store_and_read_rows(dtype, v, kD);
+      std::vector<float> kr(size_t{kG} * 96 * kD, 0.0f), vr(kr.size(), 0.0f);
+      for (uint32_t g = 0; g < kG; ++g) {
+        std::copy_n(k.begin() + g * 9 * kD, 9 * kD, kr.begin() + g * 96 * kD);
+        std::copy_n(v.begin() + g * 9 * kD, 9 * kD, vr.begin() + g * 96 * kD);
+      }
+      const std::vector<float> q = random_values(4 * 9 * kD, 9, -1.0f, 1.0f);
+      const std::vector<double> attn =
+          ref::attention(q, kr.data(), vr.data(), 4, kG, 9, 9, kD, kD, 96, {});
+      for (KvCache* c : {&host, &dev}) {
+        PrefillDesc pd;
+        pd.q_heads = 4;
+        pd.layer = 1;
+        const PrefillSeq seq{3, 9, 9};
+        EXPECT_LE(max_abs_diff(PrefillPlan(context(), *c, pd).run(q, {&seq, 1}), attn), 1e-4)
+            << (c == &host ? "host writer" : "device append");
+      }
       EXPECT_EQ(host.memory().blocks_in_use, dev.memory().blocks_in_use);
-      EXPECT_TRUE(pool_bytes(host) == pool_bytes(dev));
+      const std::vector<uint8_t> want = pool_bytes(host), got = pool_bytes(dev);
+      ASSERT_EQ(want.size(), got.size());
+      const auto diff = std::mismatch(want.begin(), want.end(), got.begin());
+      EXPECT_TRUE(diff.first == want.end())
+          << "first difference at byte " << (diff.first - want.begin()) << " of " << want.size()
+          << " (block bytes " << host.memory().block_bytes << "): host " << int(*diff.first)
+          << ", device " << int(*diff.second);
       // And the device's tokens read back correctly: sequence 1 is sequence 0's first 21 tokens
       // with 4..9 overwritten, plus its own decode token.
       EXPECT_EQ(dev.length(1), 22u);
@@ -172,9 +222,20 @@ TEST(KvAppend, Errors) {
   std::vector<float> big = b.k;
   big[5] = 1e6f;
   big[300] = -7e4f;
-  EXPECT_TRUE(throws_error([&] { cache.append(0, b.tokens, device_rows(big, DType::f32), v); },
-                           ErrorCode::invalid_argument,
-                           {"2 appended K/V values overflow f16 storage"}));
+  EXPECT_TRUE(
+      throws_error([&] { cache.append(0, b.tokens, device_rows(big, DType::f32), v); },
+                   ErrorCode::invalid_argument,
+                   {"appended K/V values cannot be stored as f16", "65520", "2 stored texels"}));
+  // q8 and q4 cannot quantise infinity or NaN; bf16 overflows past 3.4e38.
+  for (DType dtype : {DType::q8, DType::q4, DType::bf16}) {
+    KvCache q(context(), append_desc(dtype));
+    std::vector<float> bad = b.v;
+    bad[7] = dtype == DType::bf16 ? 3.4e38f : std::numeric_limits<float>::infinity();
+    EXPECT_TRUE(throws_error([&] { q.append(0, b.tokens, k, device_rows(bad, DType::f32)); },
+                             ErrorCode::invalid_argument,
+                             {"cannot be stored as " + std::string(to_string(dtype)),
+                              dtype == DType::bf16 ? "3.3961514e38" : "finite"}));
+  }
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "gqavk/half.hpp"
+#include "kv_codec.hpp"
 #include "npy.hpp"
 #include "reference.hpp"
 #include "test_support.hpp"
@@ -600,8 +601,34 @@ TEST_F(RunCli, ScaleNotPositiveOrNotFinite) {
 }
 
 TEST_F(RunCli, BadKvDtype) {
-  expect_usage_error(args({"--kv-dtype", "bf16"}),
-                     "--kv-dtype 'bf16' is not valid (expected f32 or f16)");
+  expect_usage_error(args({"--kv-dtype", "q5"}),
+                     "--kv-dtype 'q5' is not valid (expected f32, f16, bf16, q8 or q4)");
+}
+
+// --kv-dtype q8 and q4 store f32 K/V quantised: the output matches the reference on the values the
+// cache holds (each row encoded and decoded on the host as the writer does) to f32 rounding.
+TEST_F(RunCli, NarrowKvDtypes) {
+  const size_t b = 1, h = 4, g = 2, lk = 50, d = 64;
+  const std::vector<float> q = random_values(b * h * d, 3, -2, 2);
+  const std::vector<float> k = random_values(b * g * lk * d, 1);
+  const std::vector<float> v = random_values(b * g * lk * d, 2);
+  npy::save_f32(path("Q.npy"), {b, h, 1, d}, q);
+  npy::save_f32(path("K.npy"), {b, g, lk, d}, k);
+  npy::save_f32(path("V.npy"), {b, g, lk, d}, v);
+  for (DType dtype : {DType::q8, DType::q4}) {
+    SCOPED_TRACE(to_string(dtype));
+    fs::remove(path("O.npy"));
+    const Result r = run(args({"--kv-dtype", to_string(dtype)}));
+    ASSERT_EQ(r.code, 0) << "stderr: " << r.err;
+    EXPECT_NE(r.out.find(std::string("kv=") + to_string(dtype)), std::string::npos) << r.out;
+    std::vector<float> ks = k, vs = v;
+    store_and_read_rows(dtype, ks, d);
+    store_and_read_rows(dtype, vs, d);
+    const std::vector<uint32_t> lengths = {lk};
+    const std::vector<double> want = ref::decode(q, ks, vs, lengths, b, h, g, d, lk, 0.125);
+    const npy::Array o = npy::load(path("O.npy"));
+    EXPECT_LT(ref::max_abs_diff(o.data, want), kTolF32);
+  }
 }
 
 }  // namespace

@@ -109,7 +109,7 @@ DecodeShape make_shape(uint32_t batch, uint32_t q_heads, uint32_t kv_heads, uint
                        DType dtype, uint32_t capacity) {
   const uint64_t blocks = (capacity + kBlockTokens - 1) / kBlockTokens;
   const uint64_t pool =
-      uint64_t{batch} * blocks * 2 * kv_heads * kBlockTokens * head_dim * dtype_bytes(dtype);
+      uint64_t{batch} * blocks * 2 * kv_heads * kBlockTokens * row_bytes(dtype, head_dim);
   return {batch, q_heads, kv_heads, head_dim, dtype, capacity, pool};
 }
 
