@@ -217,11 +217,15 @@ struct AttnCase {
   DType dtype;
   bool gpu;      // GQAVK_TIER=gpu (and the GPU layout: token groups of 1)
   bool prefill;  // PrefillPlan rather than DecodePlan
+  // CPU-tier decode's other value phases: "texel" (lanes own texels, each key's p and scale
+  // address broadcast) or "shared" (no subgroup operations); nullptr: the tuning's choice.
+  const char* variant = nullptr;
 };
 
 std::string case_name(const testing::TestParamInfo<AttnCase>& info) {
   return std::string(info.param.prefill ? "prefill_" : "decode_") +
-         (info.param.gpu ? "gpu_" : "cpu_") + to_string(info.param.dtype);
+         (info.param.gpu ? "gpu_" : "cpu_") + to_string(info.param.dtype) +
+         (info.param.variant ? std::string("_") + info.param.variant : "");
 }
 
 class KvTypesAttention : public GpuTest, public testing::WithParamInterface<AttnCase> {};
@@ -232,6 +236,9 @@ TEST_P(KvTypesAttention, MatchesReference) {
   const AttnCase& c = GetParam();
   ScopedEnv tier("GQAVK_TIER", c.gpu ? "gpu" : "cpu");
   ScopedEnv group("GQAVK_KV_TOKEN_GROUP", c.gpu ? "1" : nullptr);
+  const bool shared = c.variant && std::string(c.variant) == "shared";
+  ScopedEnv values("GQAVK_VALUES", c.variant && !shared ? c.variant : nullptr);
+  ScopedEnv reduction("GQAVK_REDUCTION", shared ? "shared" : nullptr);
   const uint32_t heads = 4, kv_heads = 2, dim = 64, cap = 77;
   const KvCacheDesc desc{2, kv_heads, dim, cap, c.dtype, 16};
   KvCache cache(context(), desc);
@@ -285,18 +292,22 @@ TEST_P(KvTypesAttention, MatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, KvTypesAttention,
-                         testing::ValuesIn(std::vector<AttnCase>{{DType::bf16, false, false},
-                                                                 {DType::q8, false, false},
-                                                                 {DType::q4, false, false},
-                                                                 {DType::bf16, true, false},
-                                                                 {DType::q8, true, false},
-                                                                 {DType::q4, true, false},
-                                                                 {DType::bf16, false, true},
-                                                                 {DType::q8, false, true},
-                                                                 {DType::q4, false, true},
-                                                                 {DType::bf16, true, true},
-                                                                 {DType::q8, true, true},
-                                                                 {DType::q4, true, true}}),
+                         testing::ValuesIn(std::vector<AttnCase>{
+                             {DType::bf16, false, false},
+                             {DType::q8, false, false},
+                             {DType::q4, false, false},
+                             {DType::bf16, true, false},
+                             {DType::q8, true, false},
+                             {DType::q4, true, false},
+                             {DType::bf16, false, true},
+                             {DType::q8, false, true},
+                             {DType::q4, false, true},
+                             {DType::bf16, true, true},
+                             {DType::q8, true, true},
+                             {DType::q4, true, true},
+                             {DType::q4, false, false, "texel"},
+                             {DType::q8, false, false, "shared"},
+                             {DType::q4, false, false, "shared"}}),
                          case_name);
 
 }  // namespace
