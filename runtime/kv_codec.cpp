@@ -79,11 +79,12 @@ void encode_row(DType t, const float* x, uint32_t dim, uint32_t* texels, uint32_
       }
       return;
     case DType::q8: {
-      const float amax = amax_of(x, dim);
-      scales[0] = std::bit_cast<uint32_t>(amax);
-      if (amax == 0.0f) return;
+      const float scale = amax_of(x, dim) / kQ8Levels;
+      scales[0] = std::bit_cast<uint32_t>(scale);
+      if (scale == 0.0f) return;
       for (uint32_t i = 0; i < dim; ++i) {
-        const int q = static_cast<int>(std::lround(x[i] / amax * kQ8Levels));
+        const int q =
+            static_cast<int>(std::clamp(std::nearbyint(x[i] / scale), -kQ8Levels, kQ8Levels));
         texels[i / 4] |= (static_cast<uint32_t>(q) & 0xffu) << (8 * (i % 4));
       }
       return;
@@ -122,7 +123,7 @@ void decode_row(DType t, const uint32_t* texels, const uint32_t* scales, uint32_
       }
       case DType::q8: {
         const auto q = static_cast<int8_t>(texels[i / 4] >> (8 * (i % 4)));
-        out[i] = static_cast<float>(q) / kQ8Levels * std::bit_cast<float>(scales[0]);
+        out[i] = static_cast<float>(q) * std::bit_cast<float>(scales[0]);
         break;
       }
       case DType::q4: {

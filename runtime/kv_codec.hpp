@@ -24,11 +24,11 @@ std::string kv_value_problem(DType t, float x);
 // Encodes a row of `dim` floats (each one kv_value_problem accepts) as t: dim / values_per_texel
 // texels of 4 words into `texels`, and scale_bytes(t, dim) / 4 words into `scales`.
 //  f32: the bits; f16, bf16: rounded to nearest even;
-//  q8: amax = max |x| as f32, q = round(x / amax * 127) (all zero when amax is 0);
+//  q8: scale = f32(max |x| / 127), q = clamp(round(x / scale), -127, 127) (0 if scale is 0);
 //  q4: per 32 values, scale = f16(amax / 7), q = clamp(round(x / scale), -7, 7) (0 if scale is 0).
 void encode_row(DType t, const float* x, uint32_t dim, uint32_t* texels, uint32_t* scales);
 
-// The values a kernel reads back from an encoded row (q8: q / 127 * amax; q4: q * scale).
+// The values a kernel reads back from an encoded row (q8 and q4: q * scale).
 void decode_row(DType t, const uint32_t* texels, const uint32_t* scales, uint32_t dim, float* out);
 
 // Replaces each row of `dim` values in `values` by what a kernel reads once it is stored as t

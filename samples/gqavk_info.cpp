@@ -48,7 +48,7 @@ constexpr const char* kHelp =
     "\n"
     "  --device D     only the device with this index or name substring (default: all devices)\n"
     "  --shape S      a model shape, as gqavk-bench names them: H:<query heads>/G:<KV heads>/\n"
-    "                 D:<head dim>/<f16|f32>, optionally /L:<cache tokens> (default 16384),\n"
+    "                 D:<head dim>/<f32|f16|bf16|q8|q4>, optionally /L:<cache tokens> (default 16384),\n"
     "                 /B:<batch> (default 1) and /Dv:<V head dim> (128 with D:192).\n"
     "                 Repeatable. Default: the tests' model shapes (llama3_8b 32/8/128,\n"
     "                 qwen2_7b 28/4/128, falcon_7b 71/1/64, qwen2_0_5b 14/2/64, phi3_mini\n"

@@ -14,8 +14,8 @@
 // A row's values: texel c holds values [c * VALS, (c + 1) * VALS):
 //   f32 4, f16 and bf16 8 (value i in half i & 1 of word i / 2), q8 16 (int8, value i in byte i % 4
 //   of word i / 4), q4 32 (4-bit two's complement, value i in nibble i % 8 of word i / 8).
-// Scales: q8 one f32 per token row, amax = max |x| (value = q / 127 * amax); q4 one f16 per texel
-// (32 values), scale = amax / 7 (value = q * scale), texel c's in half c & 1 of word c / 2 of the
+// Scales: q8 one f32 per token row, scale = max |x| / 127 (value = q * scale); q4 one f16 per
+// texel (32 values), scale = amax / 7 (value = q * scale), texel c's in half c & 1 of word c / 2 of the
 // token's sw words. sw is a power of two <= 4 (q4 rows of 3 or 6 texels round up), so one token's
 // scales never straddle a texel and a kernel reads them with one fetch.
 #ifndef GQAVK_KV_BLOCK_H
@@ -38,7 +38,7 @@
 #define KV_VALUES_PER_TEXEL(t) \
   ((t) == KV_TYPE_F32 ? 4u : (t) == KV_TYPE_Q8 ? 16u : (t) == KV_TYPE_Q4 ? 32u : 8u)
 
-// Scale words per token row of `dim` values: q8 1 (f32 amax), q4 the row's texels' f16 scales
+// Scale words per token row of `dim` values: q8 1 (an f32), q4 the row's texels' f16 scales
 // rounded up to 1, 2 or 4 words, others 0.
 #define KV_SCALE_WORDS(t, dim)                                   \
   ((t) == KV_TYPE_Q8 ? 1u                                        \

@@ -1,6 +1,6 @@
 // Widening and dequantising the pool's storage types in registers (layout: kv_block.h; the host
 // encoder is runtime/kv_codec.cpp). The including shader declares the uint specialization constant
-// KV_TYPE (KV_TYPE_F32 .. KV_TYPE_Q4). Values come out unscaled (q8: q / 127, q4: the code);
+// KV_TYPE (KV_TYPE_F32 .. KV_TYPE_Q4). Values come out unscaled (q8 and q4: the codes);
 // kernels apply a row's scales to partial dot products and fold V's into p, once per texel or
 // row rather than per value.
 #ifndef GQAVK_KV_CODEC_GLSL
@@ -27,6 +27,10 @@ vec4 kv_q4x4(uint w, uint high) {
   return vec4((ivec4(x) << ivec4(28, 24, 20, 16)) >> 28);
 }
 
+// Four q8 codes of word w (byte i is value i), sign-extended by shifts: cheaper than
+// unpackSnorm4x8's divide and clamp, and the scale takes the step.
+vec4 kv_q8x4(uint w) { return vec4((ivec4(int(w)) << ivec4(24, 16, 8, 0)) >> 24); }
+
 // Values [4i, 4i + 4) of texel t.
 vec4 kv_part(uvec4 t, uint i) {
   if (KV_TYPE == KV_TYPE_F32) return uintBitsToFloat(t);
@@ -35,7 +39,7 @@ vec4 kv_part(uvec4 t, uint i) {
                    : vec4(unpackHalf2x16(t.z), unpackHalf2x16(t.w));
   }
   if (KV_TYPE == KV_TYPE_BF16) return kv_bf16x4(i == 0u ? t.xy : t.zw);
-  if (KV_Q8) return unpackSnorm4x8(t[i]);
+  if (KV_Q8) return kv_q8x4(t[i]);
   return kv_q4x4(t[i >> 1u], i & 1u);
 }
 
@@ -45,7 +49,7 @@ vec4 kv_slice(uvec4 w) {
   if (KV_TYPE == KV_TYPE_F32) return uintBitsToFloat(w);
   if (KV_TYPE == KV_TYPE_F16) return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
   if (KV_TYPE == KV_TYPE_BF16) return kv_bf16x4(w.xy);
-  if (KV_Q8) return unpackSnorm4x8(w.x);
+  if (KV_Q8) return kv_q8x4(w.x);
   return kv_q4x4(w.x, w.y);
 }
 

@@ -48,7 +48,8 @@ TEST(InfoCli, BadFlagsExit2) {
       {{"--shape", "H:32/G:8"}, "lacks one of H, G and D"},
       {{"--shape", "H:32/G:5/D:128/f16"}, "H not a multiple of G"},
       {{"--shape", "H:32/G:8/D:100/f16"}, "head dim"},
-      {{"--shape", "H:32/G:8/D:128/bf16"}, "'bf16'"},
+      {{"--shape", "H:32/G:8/D:128/q5"}, "'q5'"},
+      {{"--shape", "H:32/G:8/D:80/q4"}, "q4 cannot store"},
       {{"--shape=H:x/G:8/D:128"}, "'H:x'"},
   };
   for (const auto& [args, phrase] : cases) {

@@ -147,8 +147,9 @@ TEST_F(KvTypes, Bf16RoundsToNearestEven) {
   EXPECT_EQ(stored_row(cache, p.pool, p.table, 1, 1, 4, true), std::vector<float>(64, 0.0f));
 }
 
-// Values on a type's grid (q8: k / 127 * amax; q4: k * scale with an exact f16 scale) come back
-// exactly, in every head, token and K/V row, including rows of all zeros (amax 0).
+// Values on a type's grid (code * scale, with a scale that max |x| / levels reproduces exactly and,
+// for q4, f16 holds) come back exactly, in every head, token and K/V row, including rows of all
+// zeros (amax 0).
 void check_grid(DType t, uint32_t dk, uint32_t dv) {
   SCOPED_TRACE(to_string(t));
   const uint32_t heads = 2, n = 21, first = 3;
@@ -159,14 +160,14 @@ void check_grid(DType t, uint32_t dk, uint32_t dv) {
   for (auto [values, dim] : {std::pair{&k, dk}, std::pair{&v, dv}}) {
     for (size_t row = 0; row < values->size() / dim; ++row) {
       if (row % 7 == 3) continue;  // a zero row
-      const float amax = 0.25f * static_cast<float>(1 + row % 5) * (t == DType::q4 ? 7.0f : 1.0f);
+      const float scale = (t == DType::q8 ? 0.0078125f : 0.25f) * static_cast<float>(1 + row % 5);
       const int levels = t == DType::q8 ? 127 : 7;
       const std::vector<float> codes = random_integers(dim, seed++, -levels, levels);
       for (uint32_t d = 0; d < dim; ++d) {
         // Each 32-value run (q4's scale group; all of a q8 row) reaches +-levels once.
         const float code =
             d % 32 == 0 ? (row % 2 ? 1.0f : -1.0f) * static_cast<float>(levels) : codes[d];
-        (*values)[row * dim + d] = t == DType::q8 ? code / 127.0f * amax : code * (amax / 7.0f);
+        (*values)[row * dim + d] = code * scale;
       }
     }
   }
@@ -216,11 +217,15 @@ struct AttnCase {
   DType dtype;
   bool gpu;      // GQAVK_TIER=gpu (and the GPU layout: token groups of 1)
   bool prefill;  // PrefillPlan rather than DecodePlan
+  // CPU-tier decode's other value phases: "texel" (lanes own texels, each key's p and scale
+  // address broadcast) or "shared" (no subgroup operations); nullptr: the tuning's choice.
+  const char* variant = nullptr;
 };
 
 std::string case_name(const testing::TestParamInfo<AttnCase>& info) {
   return std::string(info.param.prefill ? "prefill_" : "decode_") +
-         (info.param.gpu ? "gpu_" : "cpu_") + to_string(info.param.dtype);
+         (info.param.gpu ? "gpu_" : "cpu_") + to_string(info.param.dtype) +
+         (info.param.variant ? std::string("_") + info.param.variant : "");
 }
 
 class KvTypesAttention : public GpuTest, public testing::WithParamInterface<AttnCase> {};
@@ -231,6 +236,9 @@ TEST_P(KvTypesAttention, MatchesReference) {
   const AttnCase& c = GetParam();
   ScopedEnv tier("GQAVK_TIER", c.gpu ? "gpu" : "cpu");
   ScopedEnv group("GQAVK_KV_TOKEN_GROUP", c.gpu ? "1" : nullptr);
+  const bool shared = c.variant && std::string(c.variant) == "shared";
+  ScopedEnv values("GQAVK_VALUES", c.variant && !shared ? c.variant : nullptr);
+  ScopedEnv reduction("GQAVK_REDUCTION", shared ? "shared" : nullptr);
   const uint32_t heads = 4, kv_heads = 2, dim = 64, cap = 77;
   const KvCacheDesc desc{2, kv_heads, dim, cap, c.dtype, 16};
   KvCache cache(context(), desc);
@@ -284,18 +292,22 @@ TEST_P(KvTypesAttention, MatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, KvTypesAttention,
-                         testing::ValuesIn(std::vector<AttnCase>{{DType::bf16, false, false},
-                                                                 {DType::q8, false, false},
-                                                                 {DType::q4, false, false},
-                                                                 {DType::bf16, true, false},
-                                                                 {DType::q8, true, false},
-                                                                 {DType::q4, true, false},
-                                                                 {DType::bf16, false, true},
-                                                                 {DType::q8, false, true},
-                                                                 {DType::q4, false, true},
-                                                                 {DType::bf16, true, true},
-                                                                 {DType::q8, true, true},
-                                                                 {DType::q4, true, true}}),
+                         testing::ValuesIn(std::vector<AttnCase>{
+                             {DType::bf16, false, false},
+                             {DType::q8, false, false},
+                             {DType::q4, false, false},
+                             {DType::bf16, true, false},
+                             {DType::q8, true, false},
+                             {DType::q4, true, false},
+                             {DType::bf16, false, true},
+                             {DType::q8, false, true},
+                             {DType::q4, false, true},
+                             {DType::bf16, true, true},
+                             {DType::q8, true, true},
+                             {DType::q4, true, true},
+                             {DType::q4, false, false, "texel"},
+                             {DType::q8, false, false, "shared"},
+                             {DType::q4, false, false, "shared"}}),
                          case_name);
 
 }  // namespace

@@ -25,9 +25,10 @@ struct KvCacheDesc {
   // Every slot starts open and empty; free_sequence closes one and add_sequence opens one again.
   uint32_t batch = 1;
   uint32_t kv_heads = 1;         // G
-  uint32_t head_dim = 128;       // Dk of Q and K: one of 64, 80, 96, 112, 128, 192, 256
+  uint32_t head_dim = 128;       // Dk of Q and K: one of 64, 80, 96, 112, 128, 192, 256 (q4:
+                                 // multiples of 32 only)
   uint32_t capacity_tokens = 0;  // tokens one sequence can hold in each layer
-  DType dtype = DType::f16;      // storage type of K and V
+  DType dtype = DType::f16;      // storage type of K and V (types.hpp)
   // P, tokens per block: a power of two from 1 to 256. Large blocks stream best (a workgroup reads
   // a head's K or V slab of P * D values contiguously); small ones waste less when paging.
   uint32_t block_tokens = 256;
@@ -60,12 +61,12 @@ struct KvMemory {
 
 // A paged KV cache: one pool of blocks shared by every sequence and layer. Each block holds P
 // tokens of K (Dk values each) for every KV head, then P tokens of V (Dv values each) for every KV
-// head (runtime/kv_cache_impl.hpp). Sequence s reads layer l through its block table, a row of
-// ceil(capacity / P) block ids; blocks are taken from the pool as the sequence grows, shared by
-// forks (reference counted, copied before a write changes a shared block) and returned when a
-// sequence is truncated or freed, or falls out of a window layer's reach. Block 0 is reserved and
-// always zero: table entries without a block point at it. Borrows the Context, which must outlive
-// it.
+// head, then (q8, q4) their scales (shaders/kv_block.h). Sequence s reads layer l through its block
+// table, a row of ceil(capacity / P) block ids; blocks are taken from the pool as the sequence
+// grows, shared by forks (reference counted, copied before a write changes a shared block) and
+// returned when a sequence is truncated or freed, or falls out of a window layer's reach. Block 0
+// is reserved and always zero: table entries without a block point at it. Borrows the Context,
+// which must outlive it.
 class KvCache {
  public:
   // Allocates the pool; throws gqavk::Error for a bad desc or a pool the device cannot hold.
@@ -106,9 +107,11 @@ class KvCache {
   // Writes tokens [first_token, first_token + n_tokens) of sequence `seq` in `layer`, taking blocks
   // from the pool as needed: first_token <= length(seq, layer) (a write may overwrite tokens and
   // extend the sequence, never leave a hole). k is [G, n_tokens, Dk] and v [G, n_tokens, Dv] in C
-  // order (one batch entry of PyTorch's [B, G, L, D]); f32 input is rounded to the storage type,
-  // and a finite value too large for f16 (|x| > 65504 after rounding) throws rather than becoming
-  // infinity. Nothing is written when an argument is bad or the pool is out of blocks.
+  // order (one batch entry of PyTorch's [B, G, L, D]); f32 input is rounded or quantised to the
+  // storage type. A value the type cannot hold throws rather than being stored wrong: a finite
+  // value too large for f16 or bf16, a non-finite one for q8 or q4, and for q4 |x| >= 458640 (its
+  // f16 scale would overflow). Nothing is written when an argument is bad or the pool is out of
+  // blocks.
   void write(uint32_t seq, uint32_t first_token, uint32_t n_tokens, std::span<const float> k,
              std::span<const float> v, uint32_t layer = 0);
   // The same from IEEE half bit patterns; the cache must store f16.
