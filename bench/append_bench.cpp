@@ -1,5 +1,5 @@
 // gqavk-bench's append cases: KvCache::append writing new tokens' K and V (f32 sources, in device
-// buffers) into a cache of each storage type; tokens:1 is one decode step of one sequence,
+// buffers) into a cache of each storage type (q8 and q4 quantised on the way); tokens:1 is one decode step of one sequence,
 // tokens:512 a prefill chunk. GPU time from timestamp queries; bytes_per_second counts the bytes
 // read and written, and vs_roofline divides the time by the device's streaming read of as many
 // bytes (bench/roofline.hpp), measured in the same run.
@@ -59,7 +59,7 @@ void run_append(benchmark::State& state, DType dtype, uint32_t tokens) {
 
 // Registered before main(): decode_bench.cpp's main runs every registered benchmark.
 const bool registered = [] {
-  for (DType dt : {DType::f32, DType::f16}) {
+  for (DType dt : {DType::f32, DType::f16, DType::bf16, DType::q8, DType::q4}) {
     for (uint32_t tokens : {1u, 512u}) {
       const std::string name =
           std::string("append_") + to_string(dt) + "/G:8/D:128/tokens:" + std::to_string(tokens);
