@@ -62,27 +62,14 @@ void check_desc(const KvCacheDesc& d) {
   }
 }
 
-}  // namespace
-
-KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_unique<Impl>()) {
+// The cache's sizes from its desc alone (checked, v_head_dim and pool_blocks resolved): what the
+// constructor allocates and KvCache::plan_memory reports.
+void size_cache(const KvCacheDesc& desc, KvCache::Impl& c) {
   check_desc(desc);
-  Impl& c = *impl_;
-  c.ctx = &context.impl();
   c.desc = desc;
   if (c.desc.v_head_dim == 0) c.desc.v_head_dim = desc.head_dim;
+  c.block_shift = 0;
   while ((1u << c.block_shift) < desc.block_tokens) ++c.block_shift;
-  c.group_shift = kv_group_shift(c.ctx->info, c.block_shift);
-  if (const char* env = std::getenv("GQAVK_KV_TOKEN_GROUP")) {  // for tests of either layout
-    const std::string v = env;
-    const uint32_t tokens = parse_power_of_two_to_8(v);
-    if (tokens == 0) {
-      throw Error(ErrorCode::invalid_argument,
-                  "GQAVK_KV_TOKEN_GROUP='" + v + "' is not valid (expected 1, 2, 4 or 8)");
-    }
-    uint32_t shift = 0;
-    while ((1u << shift) < tokens) ++shift;
-    c.group_shift = std::min(shift, c.block_shift);
-  }
   c.blocks_per_seq = (desc.capacity_tokens + desc.block_tokens - 1) / desc.block_tokens;
   const uint64_t table_entries = uint64_t{desc.layers} * desc.batch * c.blocks_per_seq;
   if (c.desc.pool_blocks == 0) {
@@ -102,6 +89,40 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
   c.scale_words_v = static_cast<uint32_t>(scale_bytes(desc.dtype, c.desc.v_head_dim) / 4);
   c.block_bytes = 16ull * kv_block::kv_block_texels(desc.kv_heads, c.block_shift, c.row_k, c.row_v,
                                                     c.scale_words_k, c.scale_words_v);
+}
+
+}  // namespace
+
+KvMemory KvCache::plan_memory(const KvCacheDesc& desc) {
+  Impl c;
+  size_cache(desc, c);
+  KvMemory m;
+  m.block_bytes = c.block_bytes;
+  m.token_bytes = c.block_bytes / desc.block_tokens;
+  m.pool_blocks = c.desc.pool_blocks;
+  m.pool_bytes = c.block_bytes * c.desc.pool_blocks;
+  m.blocks_free = c.desc.pool_blocks - 1;
+  m.table_bytes = uint64_t{desc.layers} * desc.batch * c.blocks_per_seq * sizeof(uint32_t);
+  return m;
+}
+
+KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_unique<Impl>()) {
+  Impl& c = *impl_;
+  size_cache(desc, c);
+  c.ctx = &context.impl();
+  c.group_shift = kv_group_shift(c.ctx->info, c.block_shift);
+  if (const char* env = std::getenv("GQAVK_KV_TOKEN_GROUP")) {  // for tests of either layout
+    const std::string v = env;
+    const uint32_t tokens = parse_power_of_two_to_8(v);
+    if (tokens == 0) {
+      throw Error(ErrorCode::invalid_argument,
+                  "GQAVK_KV_TOKEN_GROUP='" + v + "' is not valid (expected 1, 2, 4 or 8)");
+    }
+    uint32_t shift = 0;
+    while ((1u << shift) < tokens) ++shift;
+    c.group_shift = std::min(shift, c.block_shift);
+  }
+  const uint64_t table_entries = uint64_t{desc.layers} * desc.batch * c.blocks_per_seq;
   const uint64_t pool_bytes = c.block_bytes * c.desc.pool_blocks;
 
   const DeviceInfo& dev = c.ctx->info;

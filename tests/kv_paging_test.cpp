@@ -226,6 +226,13 @@ TEST(KvPaging, WindowLayerMemoryStaysFlat) {
   const KvMemory empty = cache.memory();
   EXPECT_EQ(empty.token_bytes, 2u * 64 * 2);  // K and V of one head, f16
   EXPECT_EQ(empty.block_bytes, empty.token_bytes * 16);
+  // The planner, without a device, says what the cache allocated.
+  const KvMemory planned = KvCache::plan_memory(d);
+  EXPECT_EQ(planned.block_bytes, empty.block_bytes);
+  EXPECT_EQ(planned.pool_bytes, empty.pool_bytes);
+  EXPECT_EQ(planned.pool_blocks, empty.pool_blocks);
+  EXPECT_EQ(planned.table_bytes, empty.table_bytes);
+  EXPECT_EQ(planned.blocks_free, empty.blocks_free);
   std::vector<float> chunk = random_values(100 * 64, 5, -1.0f, 1.0f);
   round_to_f16(chunk);
   uint32_t most_window_blocks = 0;
@@ -264,6 +271,23 @@ TEST(KvPaging, WindowLayerMemoryStaysFlat) {
                            ErrorCode::invalid_argument,
                            {"layer 1 keeps a window of 256 tokens; a plan reading it needs "
                             "window <= 256 (got 512)"}));
+}
+
+// Bytes per token per layer of each storage type for Llama-3-8B's KV heads (G 8, D 128): K and V
+// values plus q8's f32 step per row and q4's f16 step per 32 values.
+TEST(KvPaging, PlannedBytesPerToken) {
+  KvCacheDesc d{1, 8, 128, 4096, DType::f16, 16};
+  // Per head and token: K and V rows of 128 values, and their scales.
+  const std::pair<DType, uint64_t> want[] = {{DType::f32, 8 * 2 * 512},
+                                             {DType::f16, 8 * 2 * 256},
+                                             {DType::bf16, 8 * 2 * 256},
+                                             {DType::q8, 8 * 2 * (128 + 4)},
+                                             {DType::q4, 8 * 2 * (64 + 8)}};
+  for (const auto& [t, bytes] : want) {
+    d.dtype = t;
+    EXPECT_EQ(KvCache::plan_memory(d).token_bytes, bytes) << to_string(t);
+    EXPECT_EQ(KvCache(context(), d).memory().pool_bytes, KvCache::plan_memory(d).pool_bytes);
+  }
 }
 
 }  // namespace

@@ -83,6 +83,9 @@ class KvCache {
   uint64_t bytes() const;
   // Blocks and bytes in use and free; the figures agree with what is allocated.
   KvMemory memory() const;
+  // What a cache of `desc` would allocate, without a device (capacity planning): block, token,
+  // pool and table bytes, every block but the reserved one free. Throws for a bad desc.
+  static KvMemory plan_memory(const KvCacheDesc& desc);
 
   // Opens the lowest closed sequence slot, empty in every layer, and returns its id; throws when
   // every slot is open.
