@@ -1,13 +1,15 @@
-// The paged KV cache on the device: seeded random interleavings of add, append, overwrite, fork,
-// truncate and free over many sequences and three layers (one a window layer) of a pool small
-// enough to run out, checked after each batch of operations against a host model of every
-// sequence: attention over each open sequence, read through its block tables, matches the float64
-// reference on that sequence's own tokens. Exhaustion must leave the cache as it was.
+// The paged KV cache on the device: seeded random interleavings of add, append (by the host writer
+// or the device's append kernel), overwrite, fork, truncate and free over many sequences and three
+// layers (one a window layer) of a pool small enough to run out, checked after each batch of
+// operations against a host model of every sequence: attention over each open sequence, read
+// through its block tables, matches the float64 reference on that sequence's own tokens. Exhaustion
+// must leave the cache as it was.
 #include <algorithm>
 #include <map>
 #include <random>
 #include <vector>
 
+#include "gqavk/device_buffer.hpp"
 #include "reference.hpp"
 #include "test_support.hpp"
 
@@ -59,7 +61,7 @@ struct Walk {
   std::vector<PrefillPlan> plans;  // one per layer
   std::map<uint32_t, SeqModel> model;
   std::mt19937 rng;
-  uint32_t exhausted = 0, forks = 0, overwrites = 0, checks = 0;
+  uint32_t exhausted = 0, forks = 0, overwrites = 0, appends = 0, checks = 0;
 
   explicit Walk(uint32_t seed) : cache(context(), desc()), rng(seed) {
     for (uint32_t l = 0; l < kLayers; ++l) {
@@ -133,7 +135,22 @@ struct Walk {
           k[t] = random_rows(rng);
           v[t] = random_rows(rng);
         }
-        cache.write(s, first, n, gather(k, first, n), gather(v, first, n), l);
+        if (pick(2) == 0) {
+          cache.write(s, first, n, gather(k, first, n), gather(v, first, n), l);
+        } else {  // the device writes: rows [n, G, D] from device buffers
+          std::vector<float> kr, vr;
+          std::vector<KvToken> at;
+          for (uint32_t t = first; t < first + n; ++t) {
+            kr.insert(kr.end(), k[t].begin(), k[t].end());
+            vr.insert(vr.end(), v[t].begin(), v[t].end());
+            at.push_back({s, t});
+          }
+          DeviceBuffer kd(context(), kr.size() * 4), vd(context(), vr.size() * 4);
+          kd.upload(std::as_bytes(std::span(kr)));
+          vd.upload(std::as_bytes(std::span(vr)));
+          cache.append(l, at, kd, vd);
+          ++appends;
+        }
         m.k[l] = std::move(k);
         m.v[l] = std::move(v);
         overwrites += overwrite;
@@ -207,6 +224,7 @@ TEST(KvPaging, RandomInterleavingsReadOwnTokens) {
     EXPECT_GT(w.exhausted, 0u) << "seed " << seed;
     EXPECT_GT(w.forks, 0u) << "seed " << seed;
     EXPECT_GT(w.overwrites, 0u) << "seed " << seed;
+    EXPECT_GT(w.appends, 0u) << "seed " << seed;
     const KvMemory m = w.cache.memory();
     EXPECT_EQ(m.blocks_in_use + m.blocks_free + 1, m.pool_blocks);
     EXPECT_EQ(m.pool_bytes, m.block_bytes * m.pool_blocks);
