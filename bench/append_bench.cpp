@@ -1,8 +1,8 @@
 // gqavk-bench's append cases: KvCache::append writing new tokens' K and V (f32 sources, in device
-// buffers) into a cache of each storage type (q8 and q4 quantised on the way); tokens:1 is one decode step of one sequence,
-// tokens:512 a prefill chunk. GPU time from timestamp queries; bytes_per_second counts the bytes
-// read and written, and vs_roofline divides the time by the device's streaming read of as many
-// bytes (bench/roofline.hpp), measured in the same run.
+// buffers) into a cache of each storage type (q8 and q4 quantised on the way); tokens:1 is one
+// decode step of one sequence, tokens:512 a prefill chunk. GPU time from timestamp queries;
+// bytes_per_second counts the bytes read and written, and vs_roofline divides the time by the
+// device's streaming read of as many bytes (bench/roofline.hpp), measured in the same run.
 #include <benchmark/benchmark.h>
 
 #include <string>

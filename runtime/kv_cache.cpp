@@ -71,7 +71,7 @@ void size_cache(const KvCacheDesc& desc, KvCache::Impl& c) {
   c.block_shift = 0;
   while ((1u << c.block_shift) < desc.block_tokens) ++c.block_shift;
   c.blocks_per_seq = (desc.capacity_tokens + desc.block_tokens - 1) / desc.block_tokens;
-  const uint64_t table_entries = uint64_t{desc.layers} * desc.batch * c.blocks_per_seq;
+  const uint64_t table_entries = c.table_entries();
   if (c.desc.pool_blocks == 0) {
     // Every slot can fill its capacity in every layer, plus the reserved zero block.
     if (table_entries + 1 > 0xffffffffu) {
@@ -96,14 +96,7 @@ void size_cache(const KvCacheDesc& desc, KvCache::Impl& c) {
 KvMemory KvCache::plan_memory(const KvCacheDesc& desc) {
   Impl c;
   size_cache(desc, c);
-  KvMemory m;
-  m.block_bytes = c.block_bytes;
-  m.token_bytes = c.block_bytes / desc.block_tokens;
-  m.pool_blocks = c.desc.pool_blocks;
-  m.pool_bytes = c.block_bytes * c.desc.pool_blocks;
-  m.blocks_free = c.desc.pool_blocks - 1;
-  m.table_bytes = uint64_t{desc.layers} * desc.batch * c.blocks_per_seq * sizeof(uint32_t);
-  return m;
+  return c.planned_memory();
 }
 
 KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_unique<Impl>()) {
@@ -122,7 +115,6 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
     while ((1u << shift) < tokens) ++shift;
     c.group_shift = std::min(shift, c.block_shift);
   }
-  const uint64_t table_entries = uint64_t{desc.layers} * desc.batch * c.blocks_per_seq;
   const uint64_t pool_bytes = c.block_bytes * c.desc.pool_blocks;
 
   const DeviceInfo& dev = c.ctx->info;
@@ -157,10 +149,10 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
   }
 
   // Block tables: every entry starts at the reserved zero block; blocks are taken as tokens come.
-  c.pages = KvPages(desc.batch, desc.layers, c.blocks_per_seq, desc.block_tokens,
+  c.pages = KvPages(desc.batch, desc.layers, desc.capacity_tokens, desc.block_tokens,
                     c.desc.pool_blocks, desc.layer_windows);
-  c.block_table =
-      c.ctx->make_buffer(BufferKind::device_local, table_entries * sizeof(uint32_t), "block table");
+  c.block_table = c.ctx->make_buffer(BufferKind::device_local, c.table_entries() * sizeof(uint32_t),
+                                     "block table");
   c.sync_tables();
   // Zeroed: block 0, where every table entry without a block points, must read as zeros.
   c.ctx->submit(
@@ -211,11 +203,7 @@ void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t layer, uint32_t first, 
                 std::span<const float> k, std::span<const float> v) {
   const KvCacheDesc& d = c.desc;
   const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
-  if (n == 0) bad("n_tokens is 0 (expected at least 1 token to write)");
-  if (uint64_t{first} + n > d.capacity_tokens) {
-    bad("tokens [" + std::to_string(first) + ", " + std::to_string(uint64_t{first} + n) +
-        ") exceed the cache capacity of " + std::to_string(d.capacity_tokens) + " tokens");
-  }
+  // n and the token range are checked with the blocks (KvPages::prepare_write), as for append.
   const uint64_t want_k = uint64_t{d.kv_heads} * n * d.head_dim;
   const uint64_t want_v = uint64_t{d.kv_heads} * n * d.v_head_dim;
   if (k.size() != want_k || v.size() != want_v) {
@@ -405,17 +393,25 @@ void KvCache::Impl::check_plan_layer(uint32_t layer, std::optional<uint32_t> win
 
 uint64_t KvCache::bytes() const { return impl_->pool.bytes(); }
 
+KvMemory KvCache::Impl::planned_memory() const {
+  KvMemory m;
+  m.block_bytes = block_bytes;
+  m.token_bytes = block_bytes / desc.block_tokens;
+  m.pool_blocks = desc.pool_blocks;
+  m.pool_bytes = block_bytes * desc.pool_blocks;
+  m.blocks_free = desc.pool_blocks - 1;
+  m.table_bytes = table_entries() * sizeof(uint32_t);
+  return m;
+}
+
 KvMemory KvCache::memory() const {
   const Impl& c = *impl_;
-  KvMemory m;
-  m.block_bytes = c.block_bytes;
-  m.token_bytes = c.block_bytes / c.desc.block_tokens;
-  m.pool_blocks = c.pages.pool_blocks();
-  m.pool_bytes = c.pool.bytes();
+  KvMemory m = c.planned_memory();
+  m.pool_bytes = c.pool.bytes();  // as allocated (the tests check they equal the plan)
+  m.table_bytes = c.block_table.bytes();
   m.blocks_in_use = c.pages.blocks_in_use();
   m.blocks_free = c.pages.blocks_free();
   m.bytes_in_use = uint64_t{m.blocks_in_use} * c.block_bytes;
-  m.table_bytes = c.block_table.bytes();
   return m;
 }
 

@@ -65,6 +65,10 @@ struct KvCache::Impl {
   }
   // Copies whole blocks on the device (forks, copy-on-write).
   void copy_blocks(const std::vector<KvPages::Copy>& copies);
+  // Entries of the block tables: a row of blocks_per_seq per (layer, sequence slot).
+  uint64_t table_entries() const { return uint64_t{desc.layers} * desc.batch * blocks_per_seq; }
+  // The sizes of a cache of `desc` (KvCache::plan_memory): every block but the reserved one free.
+  KvMemory planned_memory() const;
   // The first block-table row of `layer`: the kernels' table_base.
   uint32_t table_base(uint32_t layer) const { return layer * desc.batch; }
   // Throws unless `layer` exists and, for a window layer, the plan's window is set and no larger.

@@ -16,14 +16,15 @@ std::string str(uint64_t v) { return std::to_string(v); }
 
 }  // namespace
 
-KvPages::KvPages(uint32_t slots, uint32_t layers, uint32_t blocks_per_seq, uint32_t block_tokens,
+KvPages::KvPages(uint32_t slots, uint32_t layers, uint32_t capacity_tokens, uint32_t block_tokens,
                  uint32_t pool_blocks, std::vector<uint32_t> windows)
     : slots_(slots),
       layers_(layers),
-      blocks_per_seq_(blocks_per_seq),
+      capacity_(capacity_tokens),
       block_tokens_(block_tokens),
+      blocks_per_seq_((capacity_tokens + block_tokens - 1) / block_tokens),
       windows_(std::move(windows)),
-      table_(uint64_t{slots} * layers * blocks_per_seq, kZeroBlock),
+      table_(uint64_t{slots} * layers * blocks_per_seq_, kZeroBlock),
       refs_(pool_blocks, 0),
       lengths_(size_t{slots} * layers, 0),
       released_(size_t{slots} * layers, 0),
@@ -176,17 +177,16 @@ KvPages::RunPlan KvPages::plan_run(uint32_t layer, const WriteRun& r) const {
   const size_t i = at(r.seq, layer);
   const uint32_t len = lengths_[i];
   const uint64_t end = uint64_t{r.first} + r.n;
-  const uint64_t capacity = uint64_t{blocks_per_seq_} * block_tokens_;
   const std::string where = " of sequence " + str(r.seq) + " in layer " + str(layer);
   if (r.n == 0) bad("n_tokens is 0 (expected at least 1 token to write)");
+  if (end > capacity_) {
+    bad("tokens [" + str(r.first) + ", " + str(end) + ") exceed the cache capacity of " +
+        str(capacity_) + " tokens per sequence");
+  }
   if (r.first > len) {
     bad("tokens [" + str(r.first) + ", " + str(end) + ")" + where + " would leave tokens [" +
         str(len) + ", " + str(r.first) + ") unwritten (expected first_token <= the sequence's " +
         "length " + str(len) + ")");
-  }
-  if (end > capacity) {
-    bad("tokens [" + str(r.first) + ", " + str(end) + ") exceed the cache capacity of " +
-        str(capacity) + " tokens per sequence");
   }
   if (r.first < released_[i]) {
     bad("token " + str(r.first) + where + " lies before the window (W " + str(window(layer)) +

@@ -21,9 +21,9 @@ class KvPages {
   };
 
   KvPages() = default;
-  // slots x layers block tables of blocks_per_seq entries over pool_blocks blocks (block 0
-  // reserved); windows: empty or one per layer (0: full layer).
-  KvPages(uint32_t slots, uint32_t layers, uint32_t blocks_per_seq, uint32_t block_tokens,
+  // slots x layers block tables of ceil(capacity_tokens / block_tokens) entries over pool_blocks
+  // blocks (block 0 reserved); windows: empty or one per layer (0: full layer).
+  KvPages(uint32_t slots, uint32_t layers, uint32_t capacity_tokens, uint32_t block_tokens,
           uint32_t pool_blocks, std::vector<uint32_t> windows);
 
   uint32_t slots() const { return slots_; }
@@ -79,7 +79,7 @@ class KvPages {
   void drop(uint32_t& slot);  // releases the block in a table entry, leaving kZeroBlock
   uint32_t lowest_closed() const;
 
-  uint32_t slots_ = 0, layers_ = 0, blocks_per_seq_ = 0, block_tokens_ = 1;
+  uint32_t slots_ = 0, layers_ = 0, capacity_ = 0, block_tokens_ = 1, blocks_per_seq_ = 0;
   std::vector<uint32_t> windows_;
   std::vector<uint32_t> table_;
   std::vector<uint32_t> refs_;      // per block; refs_[0] stays 0

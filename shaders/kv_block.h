@@ -15,9 +15,9 @@
 //   f32 4, f16 and bf16 8 (value i in half i & 1 of word i / 2), q8 16 (int8, value i in byte i % 4
 //   of word i / 4), q4 32 (4-bit two's complement, value i in nibble i % 8 of word i / 8).
 // Scales: q8 one f32 per token row, scale = max |x| / 127 (value = q * scale); q4 one f16 per
-// texel (32 values), scale = amax / 7 (value = q * scale), texel c's in half c & 1 of word c / 2 of the
-// token's sw words. sw is a power of two <= 4 (q4 rows of 3 or 6 texels round up), so one token's
-// scales never straddle a texel and a kernel reads them with one fetch.
+// texel (32 values), scale = amax / 7 (value = q * scale), texel c's in half c & 1 of word c / 2 of
+// the token's sw words. sw is a power of two <= 4 (q4 rows of 3 or 6 texels round up), so one
+// token's scales never straddle a texel and a kernel reads them with one fetch.
 #ifndef GQAVK_KV_BLOCK_H
 #define GQAVK_KV_BLOCK_H
 
@@ -40,12 +40,8 @@
 
 // Scale words per token row of `dim` values: q8 1 (an f32), q4 the row's texels' f16 scales
 // rounded up to 1, 2 or 4 words, others 0.
-#define KV_SCALE_WORDS(t, dim)                                   \
-  ((t) == KV_TYPE_Q8 ? 1u                                        \
-   : (t) != KV_TYPE_Q4 ? 0u                                      \
-   : (dim) <= 64u      ? 1u                                      \
-   : (dim) <= 128u     ? 2u                                      \
-                       : 4u)
+#define KV_SCALE_WORDS(t, dim) \
+  ((t) == KV_TYPE_Q8 ? 1u : (t) != KV_TYPE_Q4 ? 0u : (dim) <= 64u ? 1u : (dim) <= 128u ? 2u : 4u)
 
 // Texels of the scale region's K part (or V part): heads x P tokens x sw words, padded.
 GQAVK_KV_FN uint kv_scale_texels(uint heads, uint block_shift, uint sw) {

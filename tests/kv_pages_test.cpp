@@ -52,7 +52,7 @@ TEST(KvPages, RandomInterleavingsKeepTheBookConsistent) {
   for (uint32_t seed : {1u, 2u, 3u}) {
     constexpr uint32_t kSlots = 6, kLayers = 3, kP = 4, kBlocksPerSeq = 16;
     const std::vector<uint32_t> windows{0, 9, 0};
-    KvPages p(kSlots, kLayers, kBlocksPerSeq, kP, 60, windows);
+    KvPages p(kSlots, kLayers, kBlocksPerSeq * kP, kP, 60, windows);
     Model m;
     for (uint32_t s = 0; s < kSlots; ++s) m.lengths[s] = std::vector<uint32_t>(kLayers, 0);
     std::mt19937 rng(seed);
@@ -114,7 +114,7 @@ TEST(KvPages, RandomInterleavingsKeepTheBookConsistent) {
 }
 
 TEST(KvPages, ExhaustionChangesNothing) {
-  KvPages p(3, 1, 8, 4, 4, {});  // three usable blocks
+  KvPages p(3, 1, 32, 4, 4, {});  // three usable blocks
   std::vector<KvPages::Copy> copies;
   p.free(2);                             // a closed slot for the fork
   p.prepare_write(0, 0, 0, 10, copies);  // takes all three
@@ -144,7 +144,7 @@ TEST(KvPages, ExhaustionChangesNothing) {
 }
 
 TEST(KvPages, ForkSharesFullBlocksAndCopiesOnWrite) {
-  KvPages p(3, 1, 8, 4, 20, {});
+  KvPages p(3, 1, 32, 4, 20, {});
   std::vector<KvPages::Copy> copies;
   p.prepare_write(0, 0, 0, 10, copies);  // blocks 0..2, the last holding 2 tokens
   p.free(1);
@@ -168,7 +168,7 @@ TEST(KvPages, ForkSharesFullBlocksAndCopiesOnWrite) {
 
 TEST(KvPages, WindowLayerReleasesWhatNoFutureQuerySees) {
   constexpr uint32_t kP = 16, kW = 64;
-  KvPages p(1, 2, 1000, kP, 10000 / kP + kW / kP + 4, {0, kW});
+  KvPages p(1, 2, 1000 * kP, kP, 10000 / kP + kW / kP + 4, {0, kW});
   std::vector<KvPages::Copy> copies;
   uint32_t most = 0;
   for (uint32_t t = 0; t < 10000; t += 10) {
@@ -187,7 +187,7 @@ TEST(KvPages, WindowLayerReleasesWhatNoFutureQuerySees) {
 }
 
 TEST(KvPages, BadArgumentsNameTheValue) {
-  KvPages p(2, 2, 8, 4, 12, {0, 8});
+  KvPages p(2, 2, 32, 4, 12, {0, 8});
   std::vector<KvPages::Copy> copies;
   const auto message = [&](auto&& f) {
     try {
