@@ -218,6 +218,16 @@ TEST(KvAppend, Errors) {
   EXPECT_TRUE(throws_error([&] { cache.append(0, {}, k, v); }, ErrorCode::invalid_argument,
                            {"tokens is empty"}));
   EXPECT_EQ(cache.length(0), 0u);
+  // Capacity in tokens, not rounded up to whole blocks (20 tokens in blocks of 8).
+  KvCache small(context(), KvCacheDesc{1, kG, kD, 20, DType::f16, 8});
+  const Batch over = make_batch(run(0, 0, 21), 8);
+  EXPECT_TRUE(throws_error(
+      [&] {
+        small.append(0, over.tokens, device_rows(over.k, DType::f32),
+                     device_rows(over.v, DType::f32));
+      },
+      ErrorCode::invalid_argument, {"tokens [0, 21) exceed the cache capacity of 20 tokens"}));
+  EXPECT_EQ(small.length(0), 0u);
   // A value f16 cannot hold is stored as infinity and reported.
   std::vector<float> big = b.k;
   big[5] = 1e6f;
