@@ -9,5 +9,6 @@
 #include "gqavk/error.hpp"
 #include "gqavk/half.hpp"
 #include "gqavk/kv_cache.hpp"
+#include "gqavk/model.hpp"
 #include "gqavk/prefill.hpp"
 #include "gqavk/types.hpp"
