@@ -43,6 +43,10 @@ void Submitter::run(const std::function<void(VkCommandBuffer)>& record) {
   begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
   vk_check(vkBeginCommandBuffer(cmd_, &begin), "vkBeginCommandBuffer");
   try {
+    // Work submitted earlier that may still run (DecodeStep's steps in flight) happens before this.
+    memory_barrier(cmd_, VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, VK_ACCESS_MEMORY_WRITE_BIT,
+                   VK_PIPELINE_STAGE_ALL_COMMANDS_BIT,
+                   VK_ACCESS_MEMORY_READ_BIT | VK_ACCESS_MEMORY_WRITE_BIT);
     record(cmd_);
   } catch (...) {
     vkEndCommandBuffer(cmd_);

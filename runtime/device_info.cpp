@@ -189,6 +189,7 @@ DeviceInfo query_device_info(VkPhysicalDevice phys, uint32_t index) {
   d.storage_buffer_16bit = f11.storageBuffer16BitAccess == VK_TRUE;
   d.shader_float16 = f12.shaderFloat16 == VK_TRUE;
   d.buffer_device_address = f12.bufferDeviceAddress == VK_TRUE;
+  d.timeline_semaphore = f12.timelineSemaphore == VK_TRUE;
   d.pipeline_statistics = exec_props && fexec.pipelineExecutableInfo == VK_TRUE;
 
   const VkPhysicalDeviceLimits& lim = base.limits;

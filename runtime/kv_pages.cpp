@@ -213,9 +213,13 @@ KvPages::RunPlan KvPages::plan_run(uint32_t layer, const WriteRun& r) const {
 
 void KvPages::prepare_writes(uint32_t layer, std::span<const WriteRun> runs,
                              std::vector<Copy>& copies) {
-  check_layer(layer);
-  std::vector<RunPlan> plans;
-  uint64_t need = 0, freed = 0;
+  prepare_writes_layers(layer, 1, runs, copies);
+}
+
+void KvPages::prepare_writes_layers(uint32_t first_layer, uint32_t n_layers,
+                                    std::span<const WriteRun> runs, std::vector<Copy>& copies) {
+  check_layer(first_layer);
+  if (n_layers > 1) check_layer(first_layer + n_layers - 1);
   for (size_t r = 0; r < runs.size(); ++r) {
     check_seq(runs[r].seq, "sequence");
     for (size_t o = 0; o < r; ++o) {
@@ -224,45 +228,57 @@ void KvPages::prepare_writes(uint32_t layer, std::span<const WriteRun> runs,
             "sequence's tokens as one run of consecutive positions)");
       }
     }
-    plans.push_back(plan_run(layer, runs[r]));
-    need += plans.back().need;
-    freed += plans.back().freed;
+  }
+  // Every layer's plan first, so that running out of blocks in any layer changes nothing.
+  std::vector<RunPlan> plans;
+  uint64_t need = 0, freed = 0;
+  for (uint32_t l = first_layer; l < first_layer + n_layers; ++l) {
+    for (const WriteRun& run : runs) {
+      plans.push_back(plan_run(l, run));
+      need += plans.back().need;
+      freed += plans.back().freed;
+    }
   }
   if (need > blocks_free() + freed) {
     const WriteRun& r = runs.front();
+    const std::string layers =
+        n_layers == 1 ? "layer " + str(first_layer)
+                      : "layers " + str(first_layer) + " to " + str(first_layer + n_layers - 1);
     const std::string what =
-        runs.size() == 1
-            ? "writing tokens [" + str(r.first) + ", " + str(uint64_t{r.first} + r.n) +
-                  ") of sequence " + str(r.seq) + " in layer " + str(layer)
-            : "writing " + str(runs.size()) + " sequences' tokens in layer " + str(layer);
+        runs.size() == 1 ? "writing tokens [" + str(r.first) + ", " + str(uint64_t{r.first} + r.n) +
+                               ") of sequence " + str(r.seq) + " in " + layers
+                         : "writing " + str(runs.size()) + " sequences' tokens in " + layers;
     throw Error(ErrorCode::out_of_blocks,
                 what + " needs " + str(need) + " free blocks; the KV pool has " +
                     str(blocks_free() + freed) + " free of " + str(pool_blocks() - 1) +
                     " (free or truncate sequences first)");
   }
 
-  for (size_t r = 0; r < runs.size(); ++r) {
-    const WriteRun& run = runs[r];
-    const size_t i = at(run.seq, layer);
-    for (uint32_t b = released_[i] / block_tokens_; b < plans[r].release_to / block_tokens_; ++b) {
-      drop(entry(run.seq, layer, b));
-    }
-    released_[i] = plans[r].release_to;
-    const uint64_t end = uint64_t{run.first} + run.n;
-    for (uint32_t b = run.first / block_tokens_; b <= (end - 1) / block_tokens_; ++b) {
-      uint32_t& blk = entry(run.seq, layer, b);
-      if (blk == kZeroBlock) {
-        blk = take();
-        dirty_ = true;
-      } else if (refs_[blk] > 1) {  // shared with a fork: copy before writing
-        const uint32_t copy = take();
-        copies.push_back({blk, copy});
-        --refs_[blk];
-        blk = copy;
-        dirty_ = true;
+  const RunPlan* plan = plans.data();
+  for (uint32_t layer = first_layer; layer < first_layer + n_layers; ++layer) {
+    for (const WriteRun& run : runs) {
+      const size_t i = at(run.seq, layer);
+      for (uint32_t b = released_[i] / block_tokens_; b < plan->release_to / block_tokens_; ++b) {
+        drop(entry(run.seq, layer, b));
       }
+      released_[i] = plan->release_to;
+      ++plan;
+      const uint64_t end = uint64_t{run.first} + run.n;
+      for (uint32_t b = run.first / block_tokens_; b <= (end - 1) / block_tokens_; ++b) {
+        uint32_t& blk = entry(run.seq, layer, b);
+        if (blk == kZeroBlock) {
+          blk = take();
+          dirty_ = true;
+        } else if (refs_[blk] > 1) {  // shared with a fork: copy before writing
+          const uint32_t copy = take();
+          copies.push_back({blk, copy});
+          --refs_[blk];
+          blk = copy;
+          dirty_ = true;
+        }
+      }
+      lengths_[i] = std::max<uint32_t>(lengths_[i], static_cast<uint32_t>(end));
     }
-    lengths_[i] = std::max<uint32_t>(lengths_[i], static_cast<uint32_t>(end));
   }
 }
 

@@ -57,6 +57,10 @@ class KvPages {
   };
   // prepare_write for several sequences of one layer at once, each at most once: all or nothing.
   void prepare_writes(uint32_t layer, std::span<const WriteRun> runs, std::vector<Copy>& copies);
+  // The same runs in layers [first_layer, first_layer + n_layers) (a decode step appends one token
+  // per sequence to every layer): all layers or none.
+  void prepare_writes_layers(uint32_t first_layer, uint32_t n_layers,
+                             std::span<const WriteRun> runs, std::vector<Copy>& copies);
   // Makes tokens [first, first + n) of (seq, layer) writable: checks the range, releases what a
   // window layer no longer needs, takes new blocks and replaces shared ones by copies (appended
   // to `copies`), and extends the length. All checks come first: on error nothing changes.

@@ -175,6 +175,7 @@ Json device_record(const gqavk::DeviceInfo& d) {
         {"valid_bits", d.timestamp_valid_bits}}},
       {"pipeline_statistics", d.pipeline_statistics},
       {"buffer_device_address", d.buffer_device_address},
+      {"timeline_semaphore", d.timeline_semaphore},
   };
 }
 
@@ -454,6 +455,9 @@ void print_device(const Json& d, bool pipelines) {
               d["buffer_device_address"].get<bool>()
                   ? "yes (KV pools past one binding's range use the address load path)"
                   : "no (a KV pool must fit one binding)");
+  std::printf("  timeline semaphores: %s\n",
+              d.value("timeline_semaphore", false) ? "yes (DecodeStep keeps steps in flight)"
+                                                   : "no (DecodeStep is unavailable)");
   if (d.contains("error")) {
     std::printf("  error: %s\n", d["error"].get<std::string>().c_str());
     return;

@@ -61,7 +61,9 @@ void store_texel(uint i, uvec4 t) { kv_pool[i] = t; }
 void store_word(uint w, uint x) { kv_pool_words[w] = x; }
 #endif
 // binding 1: the block table (kv_layout.glsl)
-layout(binding = 2, std430) readonly buffer Tokens { uvec2 token_at[]; };  // (sequence, position)
+// (sequence, position); a sequence of SKIP_TOKEN writes nothing
+layout(binding = 2, std430) readonly buffer Tokens { uvec2 token_at[]; };
+const uint SKIP_TOKEN = 0xffffffffu;
 layout(binding = 3, std430) readonly buffer KeySrc { uint k_src[]; };
 layout(binding = 4, std430) readonly buffer ValueSrc { uint v_src[]; };
 layout(binding = 5, std430) buffer Status { uint problems; };
@@ -134,6 +136,7 @@ void main() {
     const uint c = is_v ? r - ROW_K : r;  // texel of the row
     const uint dim = is_v ? DV : DK;
     const uvec2 at = token_at[token];
+    if (at.x == SKIP_TOKEN) continue;  // a DecodeStep row without a sequence this step
     uint v_at, k_sw, v_sw;
     const uint k_at = kv_key_scales_at(at.x, g, at.y, v_at, k_sw, v_sw);
     const uint row0 = (is_v ? pc.v_first : pc.k_first) + (token * pc.kv_heads + g) * dim;

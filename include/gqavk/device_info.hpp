@@ -68,6 +68,8 @@ struct DeviceInfo {
   // Vulkan 1.2 bufferDeviceAddress (enabled by the Context when present): kernels can read a KV
   // pool through its address, past the range one binding can span.
   bool buffer_device_address = false;
+  // Timeline semaphores (Vulkan 1.2 core): DecodeStep keeps several steps in flight with them.
+  bool timeline_semaphore = false;
   uint64_t max_storage_buffer_range = 0;
   uint64_t max_texel_buffer_elements = 0;
   uint64_t max_memory_allocation_size = 0;

@@ -4,6 +4,7 @@
 #include "gqavk/attention.hpp"
 #include "gqavk/context.hpp"
 #include "gqavk/decode.hpp"
+#include "gqavk/decode_step.hpp"
 #include "gqavk/device_buffer.hpp"
 #include "gqavk/device_info.hpp"
 #include "gqavk/error.hpp"
