@@ -382,7 +382,8 @@ Context::Context(const ContextOptions& options) : impl_(std::make_unique<Impl>()
   c.queue_family = chosen.queue_family;
 
   // Device: one compute queue; subgroup size control, buffer device addresses (for KV pools past
-  // a binding's range), timeline semaphores (DecodeStep's steps in flight) and pipeline statistics where asked for and the device has them.
+  // a binding's range), timeline semaphores (DecodeStep's steps in flight) and pipeline statistics
+  // where asked for and the device has them.
   const float priority = 1.0f;
   VkDeviceQueueCreateInfo queue_info{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
   queue_info.queueFamilyIndex = c.queue_family;

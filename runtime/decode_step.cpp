@@ -244,6 +244,11 @@ DecodeStep::DecodeStep(Context& context, KvCache& kv_cache, const ModelDesc& mod
   p.frames.resize(desc.frames);
   for (Impl::Frame& f : p.frames) {
     f.staging = ctx.make_buffer(BufferKind::staging, staging_bytes, "step staging");
+    // Every row starts empty: length 0 (zero output) and no token to append.
+    auto* base = static_cast<uint8_t*>(f.staging.mapped());
+    std::memset(base, 0, p.params_bytes);
+    auto* skip = reinterpret_cast<uint32_t*>(base + p.tokens_at);
+    for (uint32_t r = 0; r < B; ++r) skip[2 * r] = kSkipToken;
     VkCommandBufferAllocateInfo alloc{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
     alloc.commandPool = p.pool;
     alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
@@ -406,23 +411,16 @@ void DecodeStep::Impl::check_inputs(std::span<const uint32_t> seqs, size_t q, si
   }
   for (size_t r = 0; r < seqs.size(); ++r) {
     const uint32_t s = seqs[r];
-    const std::string what = "seqs[" + str(r) + "] = " + str(s);
+    const auto what = [&] { return "seqs[" + str(r) + "] = " + str(s); };
     if (s >= kv.batch || !cache->pages.is_open(s)) {
-      bad(what + " is not an open sequence of the cache (" + str(kv.batch) + " slots)");
+      bad(what() + " is not an open sequence of the cache (" + str(kv.batch) + " slots)");
     }
     for (size_t o = 0; o < r; ++o) {
-      if (seqs[o] == s) bad(what + " appears twice (expected distinct sequences)");
+      if (seqs[o] == s) bad(what() + " appears twice (expected distinct sequences)");
     }
-    const uint32_t len = cache->pages.length(s, 0);
-    for (uint32_t l = 1; l < kv.layers; ++l) {
-      if (cache->pages.length(s, l) != len) {
-        bad(what + " holds " + str(len) + " tokens in layer 0 but " +
-            str(cache->pages.length(s, l)) + " in layer " + str(l) +
-            " (expected the same length in every layer)");
-      }
-    }
+    const uint32_t len = cache->pages.length(s, 0);  // every layer's: KvPages::append_token
     if (len >= kv.capacity_tokens) {
-      bad(what + " is full: " + str(len) + " tokens of the cache capacity " +
+      bad(what() + " is full: " + str(len) + " tokens of the cache capacity " +
           str(kv.capacity_tokens) + " (expected room for one more)");
     }
   }
@@ -462,15 +460,12 @@ uint64_t DecodeStep::Impl::prepare(std::span<const uint32_t> seqs, std::span<con
   const uint32_t n = static_cast<uint32_t>(seqs.size());
 
   // Blocks for the new token in every layer (all or nothing), copies of shared blocks.
-  std::vector<KvPages::WriteRun> runs(n);
-  std::vector<uint32_t> lens(n);
-  for (uint32_t r = 0; r < n; ++r) {
-    lens[r] = cache->pages.length(seqs[r], 0);
-    runs[r] = {seqs[r], lens[r], 1};
-  }
-  std::vector<KvPages::Copy> copies;
-  cache->pages.prepare_writes_layers(0, kv.layers, runs, copies);
-  cache->copy_blocks(copies);
+  std::vector<uint32_t>& lens = scratch_lengths;  // reused: no allocation per step
+  lens.resize(n);
+  for (uint32_t r = 0; r < n; ++r) lens[r] = cache->pages.length(seqs[r], 0);
+  scratch_copies.clear();
+  cache->pages.append_token(seqs, scratch_copies);
+  cache->copy_blocks(scratch_copies);
 
   // Parameters: lengths and tokens per row, the rows' block tables up to their new length.
   auto* base = static_cast<uint8_t*>(fr.staging.mapped());
@@ -479,14 +474,20 @@ uint64_t DecodeStep::Impl::prepare(std::span<const uint32_t> seqs, std::span<con
   auto* tables = reinterpret_cast<uint32_t*>(base + tables_at);
   const std::vector<uint32_t>& table = cache->pages.table();
   const uint32_t bps = cache->blocks_per_seq;
-  for (uint32_t r = 0; r < max_batch; ++r) {
+  for (uint32_t r = 0; r < std::max(n, fr.rows); ++r) {  // rows past both are still empty
     lengths[r] = r < n ? lens[r] + 1 : 0;
     tokens[2 * r] = r < n ? r : kSkipToken;
     tokens[2 * r + 1] = r < n ? lens[r] : 0;
   }
-  for (uint32_t l = 0; l < kv.layers; ++l) {
-    for (uint32_t r = 0; r < n; ++r) {
-      const uint32_t used = (lens[r] + 1 + kv.block_tokens - 1) / kv.block_tokens;
+  // A row's entries are copied again only when the sequence's rows changed since this frame last
+  // held them (a block taken, copied or released).
+  fr.rows_held.resize(max_batch);
+  for (uint32_t r = 0; r < n; ++r) {
+    const std::pair<uint32_t, uint64_t> held{seqs[r], cache->pages.row_version(seqs[r])};
+    if (fr.rows_held[r] == held) continue;
+    fr.rows_held[r] = held;
+    const uint32_t used = (lens[r] + 1 + kv.block_tokens - 1) / kv.block_tokens;
+    for (uint32_t l = 0; l < kv.layers; ++l) {
       std::memcpy(tables + (uint64_t{l} * max_batch + r) * bps,
                   table.data() + (uint64_t{l} * kv.batch + seqs[r]) * bps, used * 4ull);
     }

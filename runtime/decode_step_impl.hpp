@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "buffer.hpp"
@@ -40,6 +41,8 @@ struct DecodeStep::Impl {
     bool done = false;
     uint64_t ticket = 0;
     uint32_t rows = 0;
+    // Per row, the sequence and KvPages::row_version whose block-table rows the staging holds.
+    std::vector<std::pair<uint32_t, uint64_t>> rows_held;
     VkSemaphore semaphore = VK_NULL_HANDLE;  // signalled with `value` when the step is done
     uint64_t value = 0;
   };
@@ -66,6 +69,8 @@ struct DecodeStep::Impl {
   uint64_t recordings = 0;
   bool force_rerecord = false;  // gqavk-bench's step_host_rerecord: record before every submit
   double last_gpu_ns = 0;
+  std::vector<uint32_t> scratch_lengths;      // prepare(): the rows' lengths before the step
+  std::vector<KvPages::Copy> scratch_copies;  // prepare(): blocks to copy before the step
 
   Impl() = default;
   ~Impl();

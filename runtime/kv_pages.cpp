@@ -28,7 +28,9 @@ KvPages::KvPages(uint32_t slots, uint32_t layers, uint32_t capacity_tokens, uint
       refs_(pool_blocks, 0),
       lengths_(size_t{slots} * layers, 0),
       released_(size_t{slots} * layers, 0),
-      open_(slots, 1) {
+      open_(slots, 1),
+      row_version_(slots, 0),
+      tail_shared_(slots, 0) {
   free_.reserve(pool_blocks);
   // The highest block is taken first: a pool's far end sees use from the first sequence on.
   for (uint32_t b = 1; b < pool_blocks; ++b) free_.push_back(b);
@@ -70,6 +72,9 @@ uint32_t KvPages::block_of(uint32_t seq, uint32_t layer, uint32_t token) const {
 }
 
 uint32_t KvPages::take() {
+  // Operations count the blocks they need first; an empty list here is a bug, never a crash.
+  if (free_.empty())
+    throw Error(ErrorCode::out_of_blocks, "internal: the KV pool's free list is empty");
   const uint32_t b = free_.back();
   free_.pop_back();
   refs_[b] = 1;
@@ -97,6 +102,8 @@ uint32_t KvPages::add() {
   const uint32_t seq = lowest_closed();
   open_[seq] = 1;
   for (uint32_t l = 0; l < layers_; ++l) lengths_[at(seq, l)] = released_[at(seq, l)] = 0;
+  tail_shared_[seq] = 0;
+  touch(seq);
   return seq;
 }
 
@@ -120,11 +127,14 @@ void KvPages::truncate(uint32_t seq, uint32_t tokens) {
     }
   }
   const uint32_t keep = (tokens + block_tokens_ - 1) / block_tokens_;  // blocks still holding some
+  // A cut inside a block may leave a shared block (a fork's) last: append_token checks it again.
+  if (tokens % block_tokens_ != 0) tail_shared_[seq] = 1;
   for (uint32_t l = 0; l < layers_; ++l) {
     uint32_t& len = lengths_[at(seq, l)];
     if (tokens >= len) continue;
     for (uint32_t i = keep; i < blocks_per_seq_; ++i) drop(entry(seq, l, i));
     len = tokens;
+    touch(seq);
     if (tokens == 0) released_[at(seq, l)] = 0;
   }
 }
@@ -141,6 +151,7 @@ uint32_t KvPages::fork(uint32_t parent, std::vector<Copy>& copies) {
                     str(pool_blocks() - 1) + " (free or truncate sequences first)");
   }
   open_[child] = 1;
+  touch(child);
   for (uint32_t l = 0; l < layers_; ++l) {
     const uint32_t len = lengths_[at(parent, l)];
     lengths_[at(child, l)] = len;
@@ -177,19 +188,19 @@ KvPages::RunPlan KvPages::plan_run(uint32_t layer, const WriteRun& r) const {
   const size_t i = at(r.seq, layer);
   const uint32_t len = lengths_[i];
   const uint64_t end = uint64_t{r.first} + r.n;
-  const std::string where = " of sequence " + str(r.seq) + " in layer " + str(layer);
+  const auto where = [&] { return " of sequence " + str(r.seq) + " in layer " + str(layer); };
   if (r.n == 0) bad("n_tokens is 0 (expected at least 1 token to write)");
   if (end > capacity_) {
     bad("tokens [" + str(r.first) + ", " + str(end) + ") exceed the cache capacity of " +
         str(capacity_) + " tokens per sequence");
   }
   if (r.first > len) {
-    bad("tokens [" + str(r.first) + ", " + str(end) + ")" + where + " would leave tokens [" +
+    bad("tokens [" + str(r.first) + ", " + str(end) + ")" + where() + " would leave tokens [" +
         str(len) + ", " + str(r.first) + ") unwritten (expected first_token <= the sequence's " +
         "length " + str(len) + ")");
   }
   if (r.first < released_[i]) {
-    bad("token " + str(r.first) + where + " lies before the window (W " + str(window(layer)) +
+    bad("token " + str(r.first) + where() + " lies before the window (W " + str(window(layer)) +
         "); its block went back to the pool (expected first_token >= " + str(released_[i]) + ")");
   }
   // A query at position `first` or later sees no key before first + 1 - W: the blocks wholly
@@ -231,6 +242,7 @@ void KvPages::prepare_writes_layers(uint32_t first_layer, uint32_t n_layers,
   }
   // Every layer's plan first, so that running out of blocks in any layer changes nothing.
   std::vector<RunPlan> plans;
+  plans.reserve(size_t{n_layers} * runs.size());
   uint64_t need = 0, freed = 0;
   for (uint32_t l = first_layer; l < first_layer + n_layers; ++l) {
     for (const WriteRun& run : runs) {
@@ -254,32 +266,78 @@ void KvPages::prepare_writes_layers(uint32_t first_layer, uint32_t n_layers,
                     " (free or truncate sequences first)");
   }
 
+  // Every release first, then the writes: the totals checked above then cover every take.
   const RunPlan* plan = plans.data();
   for (uint32_t layer = first_layer; layer < first_layer + n_layers; ++layer) {
     for (const WriteRun& run : runs) {
       const size_t i = at(run.seq, layer);
       for (uint32_t b = released_[i] / block_tokens_; b < plan->release_to / block_tokens_; ++b) {
         drop(entry(run.seq, layer, b));
+        touch(run.seq);
       }
       released_[i] = plan->release_to;
       ++plan;
+    }
+  }
+  for (uint32_t layer = first_layer; layer < first_layer + n_layers; ++layer) {
+    for (const WriteRun& run : runs) {
       const uint64_t end = uint64_t{run.first} + run.n;
       for (uint32_t b = run.first / block_tokens_; b <= (end - 1) / block_tokens_; ++b) {
         uint32_t& blk = entry(run.seq, layer, b);
         if (blk == kZeroBlock) {
           blk = take();
           dirty_ = true;
+          touch(run.seq);
         } else if (refs_[blk] > 1) {  // shared with a fork: copy before writing
           const uint32_t copy = take();
           copies.push_back({blk, copy});
           --refs_[blk];
           blk = copy;
           dirty_ = true;
+          touch(run.seq);
         }
       }
-      lengths_[i] = std::max<uint32_t>(lengths_[i], static_cast<uint32_t>(end));
+      uint32_t& len = lengths_[at(run.seq, layer)];
+      len = std::max<uint32_t>(len, static_cast<uint32_t>(end));
     }
   }
+}
+
+void KvPages::append_token(std::span<const uint32_t> seqs, std::vector<Copy>& copies) {
+  // The common case first: in every layer the token goes into the sequence's last block, which it
+  // holds alone (no truncation into a shared block since the last full check: tail_shared_), and no
+  // window moves past a block: only the lengths change. The checks read only per-sequence rows.
+  bool simple = true;
+  for (size_t r = 0; r < seqs.size(); ++r) {
+    const uint32_t seq = seqs[r];
+    check_seq(seq, "sequence");
+    if (std::find(seqs.begin(), seqs.begin() + r, seq) != seqs.begin() + r) {
+      bad("sequence " + str(seq) + " appears twice in one step (expected distinct sequences)");
+    }
+    const uint32_t len = lengths_[at(seq, 0)];
+    for (uint32_t l = 0; l < layers_; ++l) {
+      if (lengths_[at(seq, l)] != len) {
+        bad("sequence " + str(seq) + " holds " + str(len) + " tokens in layer 0 but " +
+            str(lengths_[at(seq, l)]) + " in layer " + str(l) +
+            " (expected the same length in every layer)");
+      }
+      const uint32_t w = window(l);
+      simple = simple && (w == 0 || len + 1 <= w ||
+                          (len + 1 - w) / block_tokens_ * block_tokens_ <= released_[at(seq, l)]);
+    }
+    simple = simple && len % block_tokens_ != 0 && len < capacity_ && !tail_shared_[seq];
+  }
+  if (simple) {
+    for (uint32_t seq : seqs) {
+      for (uint32_t l = 0; l < layers_; ++l) ++lengths_[at(seq, l)];
+    }
+    return;
+  }
+  std::vector<WriteRun> runs;
+  runs.reserve(seqs.size());
+  for (uint32_t seq : seqs) runs.push_back({seq, lengths_[at(seq, 0)], 1});
+  prepare_writes_layers(0, layers_, runs, copies);
+  for (uint32_t seq : seqs) tail_shared_[seq] = 0;  // every layer's last block is its own now
 }
 
 }  // namespace gqavk

@@ -61,6 +61,12 @@ class KvPages {
   // per sequence to every layer): all layers or none.
   void prepare_writes_layers(uint32_t first_layer, uint32_t n_layers,
                              std::span<const WriteRun> runs, std::vector<Copy>& copies);
+  // A decode step: one token at the end of each of `seqs` (distinct) in every layer, whose lengths
+  // must agree; all or nothing. Only lengths change unless a block is taken, copied or released.
+  void append_token(std::span<const uint32_t> seqs, std::vector<Copy>& copies);
+  // Changes whenever a table entry of `seq` does (in any layer), to a value never used before:
+  // a copy of the sequence's rows made at one version is current while the version is.
+  uint64_t row_version(uint32_t seq) const { return row_version_[seq]; }
   // Makes tokens [first, first + n) of (seq, layer) writable: checks the range, releases what a
   // window layer no longer needs, takes new blocks and replaces shared ones by copies (appended
   // to `copies`), and extends the length. All checks come first: on error nothing changes.
@@ -82,6 +88,7 @@ class KvPages {
   uint32_t take();
   void drop(uint32_t& slot);  // releases the block in a table entry, leaving kZeroBlock
   uint32_t lowest_closed() const;
+  void touch(uint32_t seq) { row_version_[seq] = ++versions_; }
 
   uint32_t slots_ = 0, layers_ = 0, capacity_ = 0, block_tokens_ = 1, blocks_per_seq_ = 0;
   std::vector<uint32_t> windows_;
@@ -91,6 +98,9 @@ class KvPages {
   std::vector<uint32_t> lengths_;   // [slots][layers]
   std::vector<uint32_t> released_;  // [slots][layers], a multiple of block_tokens
   std::vector<uint8_t> open_;
+  std::vector<uint64_t> row_version_;  // per slot (row_version)
+  std::vector<uint8_t> tail_shared_;   // per slot: some layer's last block may be shared
+  uint64_t versions_ = 0;
   bool dirty_ = true;
 };
 

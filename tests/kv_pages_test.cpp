@@ -223,5 +223,105 @@ TEST(KvPages, BadArgumentsNameTheValue) {
             std::string::npos);
 }
 
+// append_token (a decode step's one token per sequence in every layer, with its fast path that
+// changes only lengths) leaves the book exactly as prepare_writes_layers does, under random
+// interleavings of adds, forks, truncations (into shared blocks too), frees, single-layer writes
+// that make layers' lengths differ (append_token must refuse those) and running out of blocks.
+TEST(KvPages, AppendTokenEqualsWritingEveryLayer) {
+  for (uint32_t seed = 1; seed <= 6; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    const std::vector<uint32_t> windows{0, 6, 0, 9};
+    KvPages a(5, 4, 40, 4, 60, windows), b(5, 4, 40, 4, 60, windows);
+    std::mt19937 rng(seed);
+    uint32_t fast = 0, slow = 0, refused = 0, out = 0;
+    for (uint32_t op = 0; op < 3000; ++op) {
+      std::vector<uint32_t> open;
+      for (uint32_t s = 0; s < 5; ++s) {
+        if (a.is_open(s)) open.push_back(s);
+      }
+      std::vector<KvPages::Copy> ca, cb;
+      const uint32_t kind = static_cast<uint32_t>(rng() % 20);
+      if (open.empty() || (kind == 0 && open.size() < 5)) {
+        ASSERT_EQ(a.add(), b.add());
+      } else if (kind == 1 && open.size() < 5) {
+        const uint32_t parent = open[rng() % open.size()];
+        try {
+          const uint32_t child = a.fork(parent, ca);
+          ASSERT_EQ(b.fork(parent, cb), child);
+        } catch (const Error&) {
+          ASSERT_THROW(b.fork(parent, cb), Error);
+        }
+      } else if (kind == 2) {
+        const uint32_t s = open[rng() % open.size()];
+        const uint32_t to = static_cast<uint32_t>(rng() % (a.length(s, 0) + 1));
+        try {
+          a.truncate(s, to);
+          b.truncate(s, to);
+        } catch (const Error&) {
+          ASSERT_THROW(b.truncate(s, to), Error);
+        }
+      } else if (kind == 3) {
+        const uint32_t s = open[rng() % open.size()];
+        a.free(s);
+        b.free(s);
+      } else if (kind == 4) {  // one layer only: lengths differ until truncated
+        const uint32_t s = open[rng() % open.size()];
+        const uint32_t l = static_cast<uint32_t>(rng() % 4);
+        try {
+          a.prepare_write(s, l, a.length(s, l), 1, ca);
+          b.prepare_write(s, l, b.length(s, l), 1, cb);
+        } catch (const Error&) {
+          ASSERT_THROW(b.prepare_write(s, l, b.length(s, l), 1, cb), Error);
+        }
+      } else {  // a step over a random subset
+        std::shuffle(open.begin(), open.end(), rng);
+        open.resize(1 + rng() % open.size());
+        bool equal = true;
+        std::vector<KvPages::WriteRun> runs;
+        for (uint32_t s : open) {
+          for (uint32_t l = 1; l < 4; ++l) equal = equal && b.length(s, l) == b.length(s, 0);
+          runs.push_back({s, b.length(s, 0), 1});
+        }
+        const uint32_t free_before = a.blocks_free();
+        try {
+          a.append_token(open, ca);
+        } catch (const Error& e) {
+          if (!equal) {
+            ++refused;
+            ASSERT_EQ(e.code(), ErrorCode::invalid_argument) << e.what();
+          } else {
+            ++out;
+            ASSERT_THROW(b.prepare_writes_layers(0, 4, runs, cb), Error) << e.what();
+          }
+          continue;
+        }
+        ASSERT_TRUE(equal) << "append_token took sequences whose layers' lengths differ";
+        b.prepare_writes_layers(0, 4, runs, cb);
+        (a.blocks_free() == free_before && ca.empty() ? fast : slow) += 1;
+      }
+      ASSERT_EQ(ca.size(), cb.size());
+      for (size_t i = 0; i < ca.size(); ++i) {
+        ASSERT_EQ(ca[i].src, cb[i].src);
+        ASSERT_EQ(ca[i].dst, cb[i].dst);
+      }
+      ASSERT_EQ(a.table(), b.table()) << "op " << op;
+      ASSERT_EQ(a.blocks_free(), b.blocks_free());
+      for (uint32_t s = 0; s < 5; ++s) {
+        ASSERT_EQ(a.is_open(s), b.is_open(s));
+        if (!a.is_open(s)) continue;
+        for (uint32_t l = 0; l < 4; ++l) {
+          ASSERT_EQ(a.length(s, l), b.length(s, l));
+          ASSERT_EQ(a.released(s, l), b.released(s, l));
+        }
+      }
+      for (uint32_t blk = 0; blk < a.pool_blocks(); ++blk) ASSERT_EQ(a.refs(blk), b.refs(blk));
+    }
+    EXPECT_GT(fast, 100u);
+    EXPECT_GT(slow, 50u);
+    EXPECT_GT(refused, 0u);
+    EXPECT_GT(out, 0u);
+  }
+}
+
 }  // namespace
 }  // namespace gqavk
