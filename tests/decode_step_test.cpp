@@ -319,56 +319,68 @@ TEST_F(DecodeStepTest, TwoHundredStepsOverAChangingBatch) {
 // sinks, multi-query): two sequences with prompts of 97 and 118 tokens take 50 steps each, in
 // alternating row order, so gpt-oss's 128-token window layers release blocks during the steps;
 // every layer's output matches the reference and nothing is re-recorded.
-TEST_F(DecodeStepTest, EveryConfigFiftySteps) {
-  std::vector<std::filesystem::path> files;
+// The stems of samples/configs/*.json, sorted: one test each, so ctest spreads their pipeline
+// compiles over the cores.
+std::vector<std::string> config_names() {
+  std::vector<std::string> names;
   for (const auto& e : std::filesystem::directory_iterator(GQAVK_CONFIGS_DIR)) {
-    if (e.path().extension() == ".json") files.push_back(e.path());
+    if (e.path().extension() == ".json") names.push_back(e.path().stem().string());
   }
-  std::sort(files.begin(), files.end());
-  ASSERT_EQ(files.size(), 10u);
-  uint32_t windows_crossed = 0;
-  for (const std::filesystem::path& path : files) {
-    const ModelDesc model = ModelDesc::load_hf_config(path.string());
-    SCOPED_TRACE(model.name);
-    const auto start = std::chrono::steady_clock::now();
-    KvCache cache(context(), model.cache_desc(2, 256, 16));
-    DecodeStepDesc sd;
-    sd.max_batch = 2;
-    DecodeStep step(context(), cache, model, sd);
-    Harness h(model, cache, step, 11);
-    const auto sinks = random_sinks(model, step, h.rng);
-    h.open(0);
-    h.open(1);
-    h.prompt(0, 97);
-    h.prompt(1, 118);
-    for (uint32_t t = 0; t < 50; ++t) {
-      const std::vector<uint32_t> seqs =
-          t % 2 == 0 ? std::vector<uint32_t>{0, 1} : std::vector<uint32_t>{1, 0};
-      // The reference is computed while the step runs.
-      auto in = h.draw(seqs);
-      const uint64_t ticket = step.submit(seqs, in.q, in.k, in.v);
-      h.reference(in, sinks);
-      std::vector<float> out(in.want.size());
-      step.wait(ticket, out);
-      ASSERT_LE(ref::max_abs_diff(out, in.want), 1e-5) << "step " << t;
-    }
-    EXPECT_EQ(step.recordings(), 1u);
-    for (uint32_t l = 0; l < model.layers.size(); ++l) {
-      ASSERT_EQ(cache.length(0, l), 147u);
-      ASSERT_EQ(cache.length(1, l), 168u);
-      // A window shorter than the sequences released blocks (the step read past released ones).
-      const uint32_t w = model.layers[l].window.value_or(0u);
-      if (w != 0 && w + 16 < 147) {
-        EXPECT_GT(cache.released_tokens(0, l), 0u) << "layer " << l;
-        ++windows_crossed;
-      }
-    }
-    const double s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("  %-12s %3zu layers  %.1f s\n", model.name.c_str(), model.layers.size(), s);
-  }
-  EXPECT_EQ(windows_crossed, 12u);  // gpt-oss-20b's 12 window layers
+  std::sort(names.begin(), names.end());
+  return names;
 }
+
+class EveryConfig : public GpuTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST(EveryConfigList, HoldsTheTenModels) { EXPECT_EQ(config_names().size(), 10u); }
+
+TEST_P(EveryConfig, FiftySteps) {
+  const ModelDesc model =
+      ModelDesc::load_hf_config(std::string(GQAVK_CONFIGS_DIR) + "/" + GetParam() + ".json");
+  KvCache cache(context(), model.cache_desc(2, 256, 16));
+  DecodeStepDesc sd;
+  sd.max_batch = 2;
+  DecodeStep step(context(), cache, model, sd);
+  Harness h(model, cache, step, 11);
+  const auto sinks = random_sinks(model, step, h.rng);
+  h.open(0);
+  h.open(1);
+  h.prompt(0, 97);
+  h.prompt(1, 118);
+  for (uint32_t t = 0; t < 50; ++t) {
+    const std::vector<uint32_t> seqs =
+        t % 2 == 0 ? std::vector<uint32_t>{0, 1} : std::vector<uint32_t>{1, 0};
+    // The reference is computed while the step runs.
+    auto in = h.draw(seqs);
+    const uint64_t ticket = step.submit(seqs, in.q, in.k, in.v);
+    h.reference(in, sinks);
+    std::vector<float> out(in.want.size());
+    step.wait(ticket, out);
+    ASSERT_LE(ref::max_abs_diff(out, in.want), 1e-5) << "step " << t;
+  }
+  EXPECT_EQ(step.recordings(), 1u);
+  uint32_t windows_crossed = 0;
+  for (uint32_t l = 0; l < model.layers.size(); ++l) {
+    ASSERT_EQ(cache.length(0, l), 147u);
+    ASSERT_EQ(cache.length(1, l), 168u);
+    // A window shorter than the sequences released blocks (the step read past released ones).
+    const uint32_t w = model.layers[l].window.value_or(0u);
+    if (w != 0 && w + 16 < 147) {
+      EXPECT_GT(cache.released_tokens(0, l), 0u) << "layer " << l;
+      ++windows_crossed;
+    }
+  }
+  EXPECT_EQ(windows_crossed, GetParam() == "gpt-oss-20b" ? 12u : 0u);  // its window layers
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, EveryConfig, ::testing::ValuesIn(config_names()),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           std::string name = param.param;
+                           for (char& c : name) {
+                             if (c == '-' || c == '.') c = '_';
+                           }
+                           return name;
+                         });
 
 // Device I/O from buffers at nonzero offsets (a prefix of other data before each), max_batch rows
 // per layer block with the rows past n poisoned (NaN queries, K/V no f16 can hold): outputs match
