@@ -455,9 +455,9 @@ void print_device(const Json& d, bool pipelines) {
               d["buffer_device_address"].get<bool>()
                   ? "yes (KV pools past one binding's range use the address load path)"
                   : "no (a KV pool must fit one binding)");
-  std::printf("  timeline semaphores: %s\n",
-              d.value("timeline_semaphore", false) ? "yes (DecodeStep keeps steps in flight)"
-                                                   : "no (DecodeStep is unavailable)");
+  std::printf("  timeline semaphores: %s\n", d.value("timeline_semaphore", false)
+                                                 ? "yes (DecodeStep keeps steps in flight)"
+                                                 : "no (DecodeStep is unavailable)");
   if (d.contains("error")) {
     std::printf("  error: %s\n", d["error"].get<std::string>().c_str());
     return;
