@@ -99,7 +99,6 @@ DecodeStep::DecodeStep(Context& context, KvCache& kv_cache, const ModelDesc& mod
         "1024)");
   }
   p.check_model(model);
-  p.model = model;
   p.max_batch = desc.max_batch;
   const uint32_t B = desc.max_batch, G = kv.kv_heads, dk = kv.head_dim, dv = kv.v_head_dim;
   const DeviceInfo& dev = ctx.info;
@@ -283,7 +282,6 @@ void DecodeStep::Impl::wait_frame(uint32_t f) {
   }
   vk_check(r, "vkWaitSemaphores");
   fr.state = FrameState::idle;
-  fr.done = true;
 }
 
 void DecodeStep::Impl::record_frame(VkCommandBuffer cmd, uint32_t f) const {
@@ -453,7 +451,7 @@ uint64_t DecodeStep::Impl::prepare(std::span<const uint32_t> seqs, std::span<con
     }
   }
   const uint64_t ticket = next_ticket;
-  const uint32_t f = static_cast<uint32_t>((ticket - 1) % frames.size());
+  const uint32_t f = frame_index(ticket);
   wait_frame(f);
   Frame& fr = frames[f];
   const KvCacheDesc& kv = cache->desc;
@@ -511,7 +509,6 @@ uint64_t DecodeStep::Impl::prepare(std::span<const uint32_t> seqs, std::span<con
   fr.ticket = ticket;
   fr.rows = n;
   fr.state = FrameState::prepared;
-  fr.done = false;
   ++next_ticket;
   return ticket;
 }
@@ -549,7 +546,15 @@ uint32_t DecodeStep::Impl::frame_of(uint64_t ticket, const char* what) const {
         str(next_ticket > frames.size() ? next_ticket - frames.size() : 1) + " to " +
         str(next_ticket - 1) + ")");
   }
-  return static_cast<uint32_t>((ticket - 1) % frames.size());
+  return frame_index(ticket);
+}
+
+void DecodeStep::Impl::check_out(size_t got, uint64_t rows) const {
+  const uint64_t want = rows * (out_values / max_batch);
+  if (got != want) {
+    bad("out has room for " + str(got) + " values; expected " + str(want) + " (" + str(rows) +
+        " rows of every layer's [H, Dv])");
+  }
 }
 
 void DecodeStep::Impl::finish(uint64_t ticket, std::span<float> out) {
@@ -559,11 +564,7 @@ void DecodeStep::Impl::finish(uint64_t ticket, std::span<float> out) {
   const KvCacheDesc& kv = cache->desc;
   const auto* base = static_cast<const uint8_t*>(fr.staging.mapped());
   if (!device_io && !out.empty()) {
-    const uint64_t want = fr.rows * (out_values / max_batch);
-    if (out.size() != want) {
-      bad("out has room for " + str(out.size()) + " values; expected " + str(want) + " (" +
-          str(fr.rows) + " rows of every layer's [H, Dv])");
-    }
+    check_out(out.size(), fr.rows);
     uint64_t src = st_out, dst = 0;
     for (const Layer& L : layers) {
       const uint64_t row = uint64_t{L.q_heads} * kv.v_head_dim;
@@ -586,11 +587,7 @@ void DecodeStep::run(std::span<const uint32_t> seqs, std::span<const float> q,
                      std::span<const float> k, std::span<const float> v, std::span<float> out) {
   Impl& p = *impl_;
   if (p.device_io) bad("run() takes host memory; this step uses device I/O (use submit and wait)");
-  const uint64_t want = seqs.size() * (p.out_values / p.max_batch);
-  if (out.size() != want) {
-    bad("out has room for " + str(out.size()) + " values; expected " + str(want) + " (" +
-        str(seqs.size()) + " rows of every layer's [H, Dv])");
-  }
+  p.check_out(out.size(), seqs.size());  // before the step: a bad out changes nothing
   const uint64_t ticket = submit(seqs, q, k, v);
   p.finish(ticket, out);
 }
@@ -600,7 +597,7 @@ uint64_t DecodeStep::submit(std::span<const uint32_t> seqs, std::span<const floa
                             const StepSync& sync) {
   Impl& p = *impl_;
   const uint64_t ticket = p.prepare(seqs, q, k, v);
-  p.submit(static_cast<uint32_t>((ticket - 1) % p.frames.size()), sync);
+  p.submit(p.frame_index(ticket), sync);
   return ticket;
 }
 

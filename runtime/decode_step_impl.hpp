@@ -38,7 +38,6 @@ struct DecodeStep::Impl {
     TimestampQueries timestamps;
     uint64_t version = 0;  // the I/O version it was recorded for (0: never)
     FrameState state = FrameState::idle;
-    bool done = false;
     uint64_t ticket = 0;
     uint32_t rows = 0;
     // Per row, the sequence and KvPages::row_version whose block-table rows the staging holds.
@@ -49,7 +48,6 @@ struct DecodeStep::Impl {
 
   Context::Impl* ctx = nullptr;  // set last in the constructor: the destructor's cue
   KvCache::Impl* cache = nullptr;
-  ModelDesc model;
   uint32_t max_batch = 0;
   std::vector<Layer> layers;
   std::shared_ptr<const ComputePipeline> append;
@@ -86,7 +84,14 @@ struct DecodeStep::Impl {
   uint64_t prepare(std::span<const uint32_t> seqs, std::span<const float> q,
                    std::span<const float> k, std::span<const float> v);
   void submit(uint32_t f, const StepSync& sync);
+  // The frame a ticket uses: tickets take the frames in turn.
+  uint32_t frame_index(uint64_t ticket) const {
+    return static_cast<uint32_t>((ticket - 1) % frames.size());
+  }
+  // frame_index of one of the last `frames` tickets; throws naming any other (`what`: the caller).
   uint32_t frame_of(uint64_t ticket, const char* what) const;
+  // Throws unless `got` output values are rows x every layer's [H, Dv].
+  void check_out(size_t got, uint64_t rows) const;
   void finish(uint64_t ticket, std::span<float> out);
 };
 
