@@ -62,6 +62,14 @@ struct gqavk_decode_step {
   std::vector<gqavk_buffer*> io;  // the device I/O buffers in use
 };
 
+// The C enums restate the C++ ones in the same order.
+static_assert(static_cast<int>(gqavk::DType::q4) == GQAVK_DTYPE_Q4 &&
+              static_cast<int>(gqavk::DType::bf16) == GQAVK_DTYPE_BF16);
+static_assert(static_cast<int>(gqavk::Vendor::other) == GQAVK_VENDOR_OTHER &&
+              static_cast<int>(gqavk::Vendor::mesa_cpu) == GQAVK_VENDOR_MESA_CPU);
+static_assert(static_cast<int>(gqavk::DeviceType::other) == GQAVK_DEVICE_TYPE_OTHER &&
+              static_cast<int>(gqavk::DeviceType::virtual_gpu) == GQAVK_DEVICE_TYPE_VIRTUAL);
+
 namespace {
 
 thread_local std::string t_last_error;
@@ -388,6 +396,16 @@ gqavk_status gqavk_list_devices(uint32_t* count, gqavk_device_info* infos) {
   return s == GQAVK_SUCCESS && incomplete ? GQAVK_INCOMPLETE : s;
 }
 
+const char* gqavk_vendor_string(gqavk_vendor vendor) {
+  if (static_cast<uint32_t>(vendor) > GQAVK_VENDOR_OTHER) return nullptr;
+  return gqavk::to_string(static_cast<gqavk::Vendor>(vendor));
+}
+
+const char* gqavk_device_type_string(gqavk_device_type type) {
+  if (static_cast<uint32_t>(type) > GQAVK_DEVICE_TYPE_OTHER) return nullptr;
+  return gqavk::to_string(static_cast<gqavk::DeviceType>(type));
+}
+
 // ---- Contexts ----
 
 gqavk_status gqavk_context_create(const gqavk_context_create_info* info, gqavk_context** context) {
@@ -545,6 +563,31 @@ gqavk_status gqavk_buffer_vk_handle(const gqavk_buffer* buffer, VkBuffer* vk_buf
 }
 
 // ---- Element types ----
+
+gqavk_status gqavk_dtype_row_bytes(gqavk_dtype dtype, uint32_t dim, uint64_t* bytes) {
+  return guard(nullptr, __func__, [&] {
+    need(bytes, "bytes");
+    const gqavk::DType t = dtype_of(dtype, "dtype");
+    if (dim == 0 || dim % gqavk::values_per_texel(t) != 0) {
+      bad("dim " + std::to_string(dim) + " is not a positive multiple of " +
+          std::to_string(gqavk::values_per_texel(t)) + " (the values one 16-byte texel of " +
+          gqavk::to_string(t) + " holds)");
+    }
+    *bytes = gqavk::row_bytes(t, dim);
+  });
+}
+
+gqavk_status gqavk_floats_to_halves(const float* in, uint16_t* out, uint64_t count) {
+  return guard(nullptr, __func__, [&] {
+    gqavk::floats_to_halves(span_of(in, count, "in"), span_of(out, count, "out"));
+  });
+}
+
+gqavk_status gqavk_halves_to_floats(const uint16_t* in, float* out, uint64_t count) {
+  return guard(nullptr, __func__, [&] {
+    gqavk::halves_to_floats(span_of(in, count, "in"), span_of(out, count, "out"));
+  });
+}
 
 const char* gqavk_dtype_string(gqavk_dtype dtype) {
   if (static_cast<uint32_t>(dtype) > GQAVK_DTYPE_Q4) return nullptr;

@@ -177,6 +177,10 @@ typedef struct gqavk_device_info {
   uint64_t device_local_bytes;
 } gqavk_device_info;
 
+/* "amd", "nvidia", "cpu", ...; NULL for a value that is not one of the enum's. */
+GQAVK_API const char* gqavk_vendor_string(gqavk_vendor vendor);
+GQAVK_API const char* gqavk_device_type_string(gqavk_device_type type);
+
 /* The Vulkan devices gqavk can use (gqavk::list_devices), Vulkan's two-call way: with infos NULL,
  * *count receives the number of devices; otherwise up to *count entries are filled (each entry's
  * struct_size set by the caller), *count receives the number written, and GQAVK_INCOMPLETE says
@@ -287,6 +291,14 @@ typedef enum gqavk_dtype {
   GQAVK_DTYPE_Q4 = 4, /* 4-bit, one scale per 32 values */
   GQAVK_DTYPE_MAX_ENUM = 0x7fffffff
 } gqavk_dtype;
+
+/* Bytes one token row of `dim` values takes in the KV pool: values and scales (gqavk::row_bytes).
+ */
+GQAVK_API gqavk_status gqavk_dtype_row_bytes(gqavk_dtype dtype, uint32_t dim, uint64_t* bytes);
+/* IEEE binary16 conversions of `count` values (round to nearest even; overflow to infinity), e.g.
+ * for gqavk_kv_cache_write_f16. */
+GQAVK_API gqavk_status gqavk_floats_to_halves(const float* in, uint16_t* out, uint64_t count);
+GQAVK_API gqavk_status gqavk_halves_to_floats(const uint16_t* in, float* out, uint64_t count);
 
 /* "f32", "f16", "bf16", "q8", "q4"; NULL for a value that is none of them. */
 GQAVK_API const char* gqavk_dtype_string(gqavk_dtype dtype);
