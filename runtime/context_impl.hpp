@@ -13,6 +13,7 @@
 #include "buffer.hpp"
 #include "commands.hpp"
 #include "gqavk/context.hpp"
+#include "impl_access.hpp"
 #include "pipeline.hpp"
 
 namespace gqavk {

@@ -27,7 +27,7 @@ DeviceBuffer::DeviceBuffer(Context& context, uint64_t bytes) : impl_(std::make_u
   if (bytes == 0) {
     throw Error(ErrorCode::invalid_argument, "DeviceBuffer of 0 bytes (expected at least 1)");
   }
-  impl_->ctx = &context.impl();
+  impl_->ctx = &impl_of(context);
   impl_->buffer = impl_->ctx->make_buffer(BufferKind::device_local, bytes, "device buffer");
 }
 

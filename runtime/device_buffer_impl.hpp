@@ -4,11 +4,12 @@
 #include "buffer.hpp"
 #include "context_impl.hpp"
 #include "gqavk/device_buffer.hpp"
+#include "impl_access.hpp"
 
 namespace gqavk {
 
 struct DeviceBuffer::Impl {
-  Context::Impl* ctx = nullptr;
+  ImplOf<Context>* ctx = nullptr;
   Buffer buffer;
 };
 

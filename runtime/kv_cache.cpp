@@ -64,7 +64,7 @@ void check_desc(const KvCacheDesc& d) {
 
 // The cache's sizes from its desc alone (checked, v_head_dim and pool_blocks resolved): what the
 // constructor allocates and KvCache::plan_memory reports.
-void size_cache(const KvCacheDesc& desc, KvCache::Impl& c) {
+void size_cache(const KvCacheDesc& desc, ImplOf<KvCache>& c) {
   check_desc(desc);
   c.desc = desc;
   if (c.desc.v_head_dim == 0) c.desc.v_head_dim = desc.head_dim;
@@ -102,7 +102,7 @@ KvMemory KvCache::plan_memory(const KvCacheDesc& desc) {
 KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_unique<Impl>()) {
   Impl& c = *impl_;
   size_cache(desc, c);
-  c.ctx = &context.impl();
+  c.ctx = &impl_of(context);
   c.group_shift = kv_group_shift(c.ctx->info, c.block_shift);
   if (const char* env = std::getenv("GQAVK_KV_TOKEN_GROUP")) {  // for tests of either layout
     const std::string v = env;
@@ -199,7 +199,7 @@ struct Run {
   uint32_t rows;
 };
 
-void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t layer, uint32_t first, uint32_t n,
+void write_rows(ImplOf<KvCache>& c, uint32_t seq, uint32_t layer, uint32_t first, uint32_t n,
                 std::span<const float> k, std::span<const float> v) {
   const KvCacheDesc& d = c.desc;
   const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "gqavk/detail.hpp"
 #include "gqavk/device_info.hpp"
 
 namespace gqavk {
@@ -49,11 +50,9 @@ class Context {
   // Number of validation messages received so far (0 when validation is off).
   uint32_t validation_message_count() const;
 
-  struct Impl;
-  // Internal state, for the runtime and in-tree tools only.
-  Impl& impl() const { return *impl_; }
-
  private:
+  friend struct detail::Access;  // the runtime's door to Impl (runtime/impl_access.hpp)
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gqavk/attention.hpp"
+#include "gqavk/detail.hpp"
 
 namespace gqavk {
 
@@ -54,11 +55,9 @@ class DecodePlan {
   // the device has no timestamps.
   double last_gpu_ns() const;
 
-  struct Impl;
-  // Internal state, for the runtime and in-tree tools only.
-  Impl& impl() const { return *impl_; }
-
  private:
+  friend struct detail::Access;  // the runtime's door to Impl (runtime/impl_access.hpp)
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 
+#include "gqavk/detail.hpp"
 #include "gqavk/model.hpp"
 
 namespace gqavk {
@@ -132,11 +133,9 @@ class DecodeStep {
   uint64_t v_values(uint32_t rows) const;
   uint64_t out_values(uint32_t rows) const;
 
-  struct Impl;
-  // Internal state, for the runtime and in-tree tools only.
-  Impl& impl() const { return *impl_; }
-
  private:
+  friend struct detail::Access;  // the runtime's door to Impl (runtime/impl_access.hpp)
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

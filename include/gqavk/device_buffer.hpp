@@ -6,6 +6,8 @@
 #include <memory>
 #include <span>
 
+#include "gqavk/detail.hpp"
+
 namespace gqavk {
 
 class Context;
@@ -28,11 +30,9 @@ class DeviceBuffer {
   // The VkBuffer handle, for an engine recording its own work on the Context's device.
   uint64_t vk_buffer() const;
 
-  struct Impl;
-  // Internal state, for the runtime and in-tree tools only.
-  Impl& impl() const { return *impl_; }
-
  private:
+  friend struct detail::Access;  // the runtime's door to Impl (runtime/impl_access.hpp)
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -7,6 +7,7 @@
 #include <span>
 #include <vector>
 
+#include "gqavk/detail.hpp"
 #include "gqavk/types.hpp"
 
 namespace gqavk {
@@ -136,11 +137,9 @@ class KvCache {
   // has no timestamps.
   double last_append_gpu_ns() const;
 
-  struct Impl;
-  // Internal state, for the runtime and in-tree tools only.
-  Impl& impl() const { return *impl_; }
-
  private:
+  friend struct detail::Access;  // the runtime's door to Impl (runtime/impl_access.hpp)
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
