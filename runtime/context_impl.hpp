@@ -18,7 +18,7 @@
 
 namespace gqavk {
 
-struct Context::Impl {
+struct GQAVK_HIDDEN Context::Impl {
   VkInstance instance = VK_NULL_HANDLE;
   VkDebugUtilsMessengerEXT messenger = VK_NULL_HANDLE;
   VkPhysicalDevice phys = VK_NULL_HANDLE;

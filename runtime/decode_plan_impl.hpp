@@ -14,7 +14,7 @@
 
 namespace gqavk {
 
-struct DecodePlan::Impl {
+struct GQAVK_HIDDEN DecodePlan::Impl {
   ImplOf<Context>* ctx = nullptr;
   ImplOf<KvCache>* cache = nullptr;
   uint32_t batch = 0, q_heads = 0, kv_heads = 0, head_dim = 0, v_head_dim = 0;

@@ -17,7 +17,7 @@
 
 namespace gqavk {
 
-struct DecodeStep::Impl {
+struct GQAVK_HIDDEN DecodeStep::Impl {
   struct Layer {
     uint32_t q_heads = 0;
     float scale = 0;

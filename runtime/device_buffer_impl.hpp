@@ -8,7 +8,7 @@
 
 namespace gqavk {
 
-struct DeviceBuffer::Impl {
+struct GQAVK_HIDDEN DeviceBuffer::Impl {
   ImplOf<Context>* ctx = nullptr;
   Buffer buffer;
 };

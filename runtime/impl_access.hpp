@@ -5,6 +5,14 @@
 
 #include "gqavk/detail.hpp"
 
+// Marks each Impl's definition (struct GQAVK_HIDDEN Context::Impl {...}): a class nested in an
+// exported class would otherwise be exported with it.
+#if defined(__GNUC__) || defined(__clang__)
+#define GQAVK_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define GQAVK_HIDDEN
+#endif
+
 namespace gqavk {
 
 namespace detail {

@@ -39,7 +39,7 @@ static_assert(kv_block_texels(2, 1, 2, 1, 1, 1) == 14 &&
               kv_scale_word(2, 1, 2, 1, 1, 1, 1, 1, true) == 55);
 }  // namespace kv_block
 
-struct KvCache::Impl {
+struct GQAVK_HIDDEN KvCache::Impl {
   ImplOf<Context>* ctx = nullptr;
   KvCacheDesc desc;
   uint32_t block_shift = 0;     // log2(desc.block_tokens)

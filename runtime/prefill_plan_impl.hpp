@@ -18,7 +18,7 @@
 
 namespace gqavk {
 
-struct PrefillPlan::Impl {
+struct GQAVK_HIDDEN PrefillPlan::Impl {
   ImplOf<Context>* ctx = nullptr;
   ImplOf<KvCache>* cache = nullptr;
   PrefillShape shape;

@@ -9,6 +9,7 @@
 
 #include "gqavk/detail.hpp"
 #include "gqavk/device_info.hpp"
+#include "gqavk/export.h"
 
 namespace gqavk {
 
@@ -30,11 +31,11 @@ struct ContextOptions {
 
 // Lists the Vulkan devices gqavk can use (API 1.2 or newer with a compute queue), including those
 // that can only build pipelines (DeviceInfo::can_run false).
-std::vector<DeviceInfo> list_devices();
+GQAVK_API std::vector<DeviceInfo> list_devices();
 
 // Owns the Vulkan objects of one device. Move-only; everything created from a Context (caches,
 // plans) borrows it and must be destroyed before it.
-class Context {
+class GQAVK_API Context {
  public:
   // Creates a context on the chosen device; throws gqavk::Error (no_device, unsupported) on
   // failure.

@@ -9,6 +9,7 @@
 
 #include "gqavk/attention.hpp"
 #include "gqavk/detail.hpp"
+#include "gqavk/export.h"
 
 namespace gqavk {
 
@@ -32,7 +33,7 @@ struct DecodeDesc {
 
 // Chooses pipeline variants and the split count once for a cache and head count; run() then
 // records and submits the dispatches. Borrows the Context and the KvCache, which must outlive it.
-class DecodePlan {
+class GQAVK_API DecodePlan {
  public:
   // Builds the plan; throws gqavk::Error for bad shapes or a device that cannot run them.
   DecodePlan(Context& context, const KvCache& cache, const DecodeDesc& desc);

@@ -9,6 +9,7 @@
 #include <span>
 
 #include "gqavk/detail.hpp"
+#include "gqavk/export.h"
 #include "gqavk/model.hpp"
 
 namespace gqavk {
@@ -64,7 +65,7 @@ struct StepSync {
 // recordings() counts them. Borrows the Context and the KvCache, which must outlive it; the cache's
 // other operations may be called between steps (a step in flight is ordered before them on the
 // GPU). Not thread-safe: one thread at a time per DecodeStep and its cache.
-class DecodeStep {
+class GQAVK_API DecodeStep {
  public:
   // Validates the model against the cache (every layer's kv_heads, head dims and storage type, its
   // window against the cache's layer windows), chooses each layer's kernel variant and allocates

@@ -7,12 +7,13 @@
 #include <span>
 
 #include "gqavk/detail.hpp"
+#include "gqavk/export.h"
 
 namespace gqavk {
 
 class Context;
 
-class DeviceBuffer {
+class GQAVK_API DeviceBuffer {
  public:
   // Allocates `bytes` (> 0) of device-local memory; throws gqavk::Error on failure.
   DeviceBuffer(Context& context, uint64_t bytes);

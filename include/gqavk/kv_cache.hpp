@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gqavk/detail.hpp"
+#include "gqavk/export.h"
 #include "gqavk/types.hpp"
 
 namespace gqavk {
@@ -68,7 +69,7 @@ struct KvMemory {
 // returned when a sequence is truncated or freed, or falls out of a window layer's reach. Block 0
 // is reserved and always zero: table entries without a block point at it. Borrows the Context,
 // which must outlive it.
-class KvCache {
+class GQAVK_API KvCache {
  public:
   // Allocates the pool; throws gqavk::Error for a bad desc or a pool the device cannot hold.
   KvCache(Context& context, const KvCacheDesc& desc);

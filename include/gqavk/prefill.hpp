@@ -10,6 +10,7 @@
 
 #include "gqavk/attention.hpp"
 #include "gqavk/detail.hpp"
+#include "gqavk/export.h"
 
 namespace gqavk {
 
@@ -42,7 +43,7 @@ struct PrefillSeq {
 
 // Chooses pipeline variants and tiles once for a cache and options; run() records and submits the
 // dispatches. Borrows the Context and the KvCache, which must outlive it.
-class PrefillPlan {
+class GQAVK_API PrefillPlan {
  public:
   // Builds the plan; throws gqavk::Error for bad shapes or options or a device that cannot run
   // them.
