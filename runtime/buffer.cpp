@@ -68,17 +68,27 @@ Buffer::Buffer(VkPhysicalDevice phys, VkDevice device, BufferKind kind, uint64_t
   }
 }
 
+Buffer Buffer::wrap(VkDevice device, VkBuffer buffer, uint64_t offset, uint64_t bytes) {
+  Buffer b;
+  b.device_ = device;
+  b.buffer_ = buffer;
+  b.offset_ = offset;
+  b.bytes_ = bytes;
+  b.owned_ = false;
+  return b;
+}
+
 uint64_t Buffer::device_address() const {
   VkBufferDeviceAddressInfo info{VK_STRUCTURE_TYPE_BUFFER_DEVICE_ADDRESS_INFO};
   info.buffer = buffer_;
-  return vkGetBufferDeviceAddress(device_, &info);
+  return vkGetBufferDeviceAddress(device_, &info) + offset_;
 }
 
 Buffer::~Buffer() { reset(); }
 
 void Buffer::reset() noexcept {
   if (device_ == VK_NULL_HANDLE) return;
-  if (buffer_ != VK_NULL_HANDLE) vkDestroyBuffer(device_, buffer_, nullptr);
+  if (buffer_ != VK_NULL_HANDLE && owned_) vkDestroyBuffer(device_, buffer_, nullptr);
   if (memory_ != VK_NULL_HANDLE) vkFreeMemory(device_, memory_, nullptr);  // unmaps too
   buffer_ = VK_NULL_HANDLE;
   memory_ = VK_NULL_HANDLE;
@@ -90,6 +100,8 @@ Buffer::Buffer(Buffer&& o) noexcept
       buffer_(std::exchange(o.buffer_, VK_NULL_HANDLE)),
       memory_(std::exchange(o.memory_, VK_NULL_HANDLE)),
       bytes_(std::exchange(o.bytes_, 0)),
+      offset_(std::exchange(o.offset_, 0)),
+      owned_(std::exchange(o.owned_, true)),
       kind_(o.kind_),
       mapped_(std::exchange(o.mapped_, nullptr)) {}
 
@@ -100,6 +112,8 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
     buffer_ = std::exchange(o.buffer_, VK_NULL_HANDLE);
     memory_ = std::exchange(o.memory_, VK_NULL_HANDLE);
     bytes_ = std::exchange(o.bytes_, 0);
+    offset_ = std::exchange(o.offset_, 0);
+    owned_ = std::exchange(o.owned_, true);
     kind_ = o.kind_;
     mapped_ = std::exchange(o.mapped_, nullptr);
   }
@@ -110,8 +124,8 @@ TexelView::TexelView(VkDevice device, const Buffer& buffer) : device_(device) {
   VkBufferViewCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO};
   info.buffer = buffer.handle();
   info.format = VK_FORMAT_R32G32B32A32_UINT;
-  info.offset = 0;
-  info.range = VK_WHOLE_SIZE;
+  info.offset = buffer.offset();
+  info.range = buffer.bytes();
   vk_check(vkCreateBufferView(device, &info, nullptr, &view_), "vkCreateBufferView");
 }
 

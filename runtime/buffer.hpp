@@ -21,6 +21,9 @@ class Buffer {
   // must have bufferDeviceAddress enabled).
   Buffer(VkPhysicalDevice phys, VkDevice device, BufferKind kind, uint64_t bytes, const char* what,
          bool device_address = false);
+  // A buffer the application made: `bytes` of `buffer` from `offset` on. Not owned: nothing is
+  // destroyed or freed with it. Users add offset() to every use.
+  static Buffer wrap(VkDevice device, VkBuffer buffer, uint64_t offset, uint64_t bytes);
   ~Buffer();
   Buffer(Buffer&& o) noexcept;
   Buffer& operator=(Buffer&& o) noexcept;
@@ -29,10 +32,12 @@ class Buffer {
 
   VkBuffer handle() const { return buffer_; }
   uint64_t bytes() const { return bytes_; }
+  // Where the buffer's bytes start in handle(): 0 except for wrapped buffers.
+  uint64_t offset() const { return offset_; }
   BufferKind kind() const { return kind_; }
   // Host pointer of a staging buffer; nullptr for device-local buffers.
   void* mapped() const { return mapped_; }
-  // The buffer's device address; the buffer must have been made with device_address.
+  // The device address of byte offset(); the buffer must have been made with device_address.
   uint64_t device_address() const;
   explicit operator bool() const { return buffer_ != VK_NULL_HANDLE; }
 
@@ -42,11 +47,13 @@ class Buffer {
   VkBuffer buffer_ = VK_NULL_HANDLE;
   VkDeviceMemory memory_ = VK_NULL_HANDLE;
   uint64_t bytes_ = 0;
+  uint64_t offset_ = 0;
+  bool owned_ = true;
   BufferKind kind_ = BufferKind::device_local;
   void* mapped_ = nullptr;
 };
 
-// A uniform texel buffer view (R32G32B32A32_UINT) over a whole buffer.
+// A uniform texel buffer view (R32G32B32A32_UINT) over a whole buffer (its bytes from offset()).
 class TexelView {
  public:
   TexelView() = default;

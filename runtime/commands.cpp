@@ -13,8 +13,21 @@ namespace {
 constexpr uint64_t kFenceTimeoutNs = 300ull * 1000 * 1000 * 1000;
 }  // namespace
 
-Submitter::Submitter(VkDevice device, VkQueue queue, uint32_t queue_family)
-    : device_(device), queue_(queue) {
+void queue_submit(const QueueLock& lock, VkQueue queue, const VkSubmitInfo& info, VkFence fence) {
+  if (lock.lock) lock.lock();
+  const VkResult r = vkQueueSubmit(queue, 1, &info, fence);
+  if (lock.unlock) lock.unlock();
+  vk_check(r, "vkQueueSubmit");
+}
+
+void queue_wait_idle(const QueueLock& lock, VkQueue queue) {
+  if (lock.lock) lock.lock();
+  vkQueueWaitIdle(queue);
+  if (lock.unlock) lock.unlock();
+}
+
+Submitter::Submitter(VkDevice device, VkQueue queue, uint32_t queue_family, const QueueLock* lock)
+    : device_(device), queue_(queue), lock_(lock) {
   VkCommandPoolCreateInfo pool_info{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
   pool_info.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
   pool_info.queueFamilyIndex = queue_family;
@@ -57,10 +70,12 @@ void Submitter::run(const std::function<void(VkCommandBuffer)>& record) {
   VkSubmitInfo submit{VK_STRUCTURE_TYPE_SUBMIT_INFO};
   submit.commandBufferCount = 1;
   submit.pCommandBuffers = &cmd_;
-  vk_check(vkQueueSubmit(queue_, 1, &submit, fence_), "vkQueueSubmit");
+  static const QueueLock no_lock;
+  const QueueLock& lock = lock_ ? *lock_ : no_lock;
+  queue_submit(lock, queue_, submit, fence_);
   const VkResult r = vkWaitForFences(device_, 1, &fence_, VK_TRUE, kFenceTimeoutNs);
   if (r == VK_TIMEOUT) {
-    vkDeviceWaitIdle(device_);
+    queue_wait_idle(lock, queue_);  // only gqavk's queue: the device may be the application's
     throw Error(ErrorCode::vulkan, "GPU work did not finish within " +
                                        std::to_string(kFenceTimeoutNs / 1000000000ull) + " s");
   }

@@ -9,10 +9,21 @@
 
 namespace gqavk {
 
+// The application's lock for a queue it shares with gqavk (a Context made from an
+// ExternalDevice): held around every use of the queue. Empty functions: no lock.
+struct QueueLock {
+  std::function<void()> lock, unlock;
+};
+// vkQueueSubmit under `lock`; throws gqavk::Error when it fails.
+void queue_submit(const QueueLock& lock, VkQueue queue, const VkSubmitInfo& info, VkFence fence);
+// vkQueueWaitIdle under `lock`.
+void queue_wait_idle(const QueueLock& lock, VkQueue queue);
+
 // Records into a command buffer, submits it to the queue and waits. Move-only.
 class Submitter {
  public:
-  Submitter(VkDevice device, VkQueue queue, uint32_t queue_family);
+  // `lock` (may be null) must outlive the Submitter.
+  Submitter(VkDevice device, VkQueue queue, uint32_t queue_family, const QueueLock* lock);
   ~Submitter();
   Submitter(const Submitter&) = delete;
   Submitter& operator=(const Submitter&) = delete;
@@ -23,6 +34,7 @@ class Submitter {
  private:
   VkDevice device_;
   VkQueue queue_;
+  const QueueLock* lock_;
   VkCommandPool pool_ = VK_NULL_HANDLE;
   VkCommandBuffer cmd_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;

@@ -261,6 +261,84 @@ void probe_subgroups(ImplOf<Context>& impl) {
 
 }  // namespace
 
+namespace {
+
+// The pipeline cache, the submitter and the subgroup probe: the last steps of either constructor.
+void finish_context(ImplOf<Context>& c) {
+  VkPipelineCacheCreateInfo cache_info{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
+  vk_check(vkCreatePipelineCache(c.device, &cache_info, nullptr, &c.pipeline_cache),
+           "vkCreatePipelineCache");
+  // A device that cannot run work gets no command buffer or fence (RADV's null hardware fails to
+  // create fences), and make_buffer and submit refuse with a message naming it.
+  if (c.info.can_run) {
+    c.submitter = std::make_unique<Submitter>(c.device, c.queue, c.queue_family, &c.queue_lock);
+  }
+  probe_subgroups(c);
+}
+
+// The features and extensions a VkDeviceCreateInfo enables, of those gqavk uses.
+struct EnabledFeatures {
+  bool subgroup_size_control = false;
+  bool compute_full_subgroups = false;
+  bool buffer_device_address = false;
+  bool timeline_semaphore = false;
+  bool pipeline_executable_info = false;
+  std::vector<std::string> extensions;
+  bool has_extension(const char* name) const {
+    return std::find(extensions.begin(), extensions.end(), name) != extensions.end();
+  }
+};
+
+EnabledFeatures enabled_features(const VkDeviceCreateInfo& info) {
+  EnabledFeatures on;
+  for (uint32_t i = 0; i < info.enabledExtensionCount; ++i) {
+    on.extensions.emplace_back(info.ppEnabledExtensionNames[i]);
+  }
+  for (auto* s = static_cast<const VkBaseInStructure*>(info.pNext); s != nullptr; s = s->pNext) {
+    switch (s->sType) {
+      case VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES: {
+        const auto* f = reinterpret_cast<const VkPhysicalDeviceVulkan12Features*>(s);
+        on.buffer_device_address |= f->bufferDeviceAddress == VK_TRUE;
+        on.timeline_semaphore |= f->timelineSemaphore == VK_TRUE;
+        break;
+      }
+      case VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES: {
+        const auto* f = reinterpret_cast<const VkPhysicalDeviceVulkan13Features*>(s);
+        on.subgroup_size_control |= f->subgroupSizeControl == VK_TRUE;
+        on.compute_full_subgroups |= f->computeFullSubgroups == VK_TRUE;
+        break;
+      }
+      case VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES: {
+        const auto* f = reinterpret_cast<const VkPhysicalDeviceSubgroupSizeControlFeatures*>(s);
+        on.subgroup_size_control |= f->subgroupSizeControl == VK_TRUE;
+        on.compute_full_subgroups |= f->computeFullSubgroups == VK_TRUE;
+        break;
+      }
+      case VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_BUFFER_DEVICE_ADDRESS_FEATURES: {
+        const auto* f = reinterpret_cast<const VkPhysicalDeviceBufferDeviceAddressFeatures*>(s);
+        on.buffer_device_address |= f->bufferDeviceAddress == VK_TRUE;
+        break;
+      }
+      case VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES: {
+        const auto* f = reinterpret_cast<const VkPhysicalDeviceTimelineSemaphoreFeatures*>(s);
+        on.timeline_semaphore |= f->timelineSemaphore == VK_TRUE;
+        break;
+      }
+      case VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR: {
+        const auto* f =
+            reinterpret_cast<const VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR*>(s);
+        on.pipeline_executable_info |= f->pipelineExecutableInfo == VK_TRUE;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return on;
+}
+
+}  // namespace
+
 std::vector<DeviceInfo> list_devices() {
   bool debug_utils = false;
   VkInstance instance = create_instance(false, &debug_utils);
@@ -277,11 +355,14 @@ std::vector<DeviceInfo> list_devices() {
 
 Context::Impl::~Impl() {
   // Only a device that ran work has any to wait for (RADV's null hardware crashes in the wait).
-  if (device != VK_NULL_HANDLE && submitter) vkDeviceWaitIdle(device);
+  // Submitter::run waits for its own work, and DecodeStep for its steps, so an application's
+  // device is never waited on as a whole.
+  if (owns_device && device != VK_NULL_HANDLE && submitter) vkDeviceWaitIdle(device);
   staging = Buffer();
   pipelines.clear();
   submitter.reset();
   if (pipeline_cache != VK_NULL_HANDLE) vkDestroyPipelineCache(device, pipeline_cache, nullptr);
+  if (!owns_device) return;
   if (device != VK_NULL_HANDLE) vkDestroyDevice(device, nullptr);
   if (messenger != VK_NULL_HANDLE) {
     auto destroy = reinterpret_cast<PFN_vkDestroyDebugUtilsMessengerEXT>(
@@ -433,16 +514,91 @@ Context::Context(const ContextOptions& options) : impl_(std::make_unique<Impl>()
   device_info.ppEnabledExtensionNames = extensions.data();
   vk_check(vkCreateDevice(c.phys, &device_info, nullptr, &c.device), "vkCreateDevice");
   vkGetDeviceQueue(c.device, c.queue_family, 0, &c.queue);
+  finish_context(c);
+}
 
-  VkPipelineCacheCreateInfo cache_info{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
-  vk_check(vkCreatePipelineCache(c.device, &cache_info, nullptr, &c.pipeline_cache),
-           "vkCreatePipelineCache");
-  // A device that cannot run work gets no command buffer or fence (RADV's null hardware fails to
-  // create fences), and make_buffer and submit refuse with a message naming it.
-  if (c.info.can_run) {
-    c.submitter = std::make_unique<Submitter>(c.device, c.queue, c.queue_family);
+Context::Context(const ExternalDevice& ext, const ContextOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& c = *impl_;
+  c.owns_device = false;
+  const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
+  if (ext.instance == VK_NULL_HANDLE) bad("ExternalDevice.instance is VK_NULL_HANDLE");
+  if (ext.physical_device == VK_NULL_HANDLE)
+    bad("ExternalDevice.physical_device is VK_NULL_HANDLE");
+  if (ext.device == VK_NULL_HANDLE) bad("ExternalDevice.device is VK_NULL_HANDLE");
+  if (ext.queue == VK_NULL_HANDLE) bad("ExternalDevice.queue is VK_NULL_HANDLE");
+  if (ext.create_info == nullptr) {
+    bad("ExternalDevice.create_info is null (expected the VkDeviceCreateInfo the device was made "
+        "with)");
   }
-  probe_subgroups(c);
+  if (!ext.lock_queue != !ext.unlock_queue) {
+    bad("ExternalDevice has lock_queue without unlock_queue or the other way round (expected "
+        "both or neither)");
+  }
+  uint32_t n = 0;
+  vkEnumeratePhysicalDevices(ext.instance, &n, nullptr);
+  std::vector<VkPhysicalDevice> devs(n);
+  vkEnumeratePhysicalDevices(ext.instance, &n, devs.data());
+  const auto it = std::find(devs.begin(), devs.end(), ext.physical_device);
+  if (it == devs.end()) bad("ExternalDevice.physical_device is not a device of its instance");
+  c.info = query_device_info(ext.physical_device, static_cast<uint32_t>(it - devs.begin()));
+  if (c.info.api_version < VK_API_VERSION_1_2) {
+    throw Error(ErrorCode::unsupported, "device '" + c.info.name + "' is Vulkan " +
+                                            version_string(c.info.api_version) +
+                                            " (gqavk needs Vulkan 1.2 or newer)");
+  }
+  vkGetPhysicalDeviceQueueFamilyProperties(ext.physical_device, &n, nullptr);
+  std::vector<VkQueueFamilyProperties> families(n);
+  vkGetPhysicalDeviceQueueFamilyProperties(ext.physical_device, &n, families.data());
+  if (ext.queue_family >= n || !(families[ext.queue_family].queueFlags & VK_QUEUE_COMPUTE_BIT)) {
+    bad("ExternalDevice.queue_family " + std::to_string(ext.queue_family) +
+        (ext.queue_family >= n ? " does not exist (the device has " + std::to_string(n) + ")"
+                               : " has no compute support") +
+        " (expected a compute queue family)");
+  }
+  const VkDeviceCreateInfo& created = *ext.create_info;
+  bool has_queue = false;
+  for (uint32_t i = 0; i < created.queueCreateInfoCount; ++i) {
+    has_queue |= created.pQueueCreateInfos[i].queueFamilyIndex == ext.queue_family;
+  }
+  if (!has_queue) {
+    bad("ExternalDevice.create_info made no queue of family " + std::to_string(ext.queue_family));
+  }
+  c.info.timestamp_valid_bits = families[ext.queue_family].timestampValidBits;
+
+  // What the device was made with: each needed feature the device has must be enabled.
+  const EnabledFeatures on = enabled_features(created);
+  std::vector<std::string> missing;
+  const auto need = [&](bool supported, bool enabled, const char* name) {
+    if (supported && !enabled) missing.emplace_back(name);
+  };
+  need(c.info.subgroup_size_control, on.subgroup_size_control, "subgroupSizeControl");
+  need(c.info.compute_full_subgroups, on.compute_full_subgroups, "computeFullSubgroups");
+  need(c.info.buffer_device_address, on.buffer_device_address, "bufferDeviceAddress");
+  need(c.info.timeline_semaphore, on.timeline_semaphore, "timelineSemaphore");
+  if (c.info.subgroup_size_control && c.info.api_version < VK_API_VERSION_1_3 &&
+      !on.has_extension(VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME)) {
+    missing.emplace_back(VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
+  }
+  if (!missing.empty()) {
+    std::string names;
+    for (const std::string& m : missing) names += (names.empty() ? "" : ", ") + m;
+    throw Error(ErrorCode::unsupported,
+                "device '" + c.info.name + "' was created without what gqavk needs on it: " +
+                    names + " (enable them in the VkDeviceCreateInfo; see ExternalDevice)");
+  }
+  c.capture_statistics = options.pipeline_statistics && c.info.pipeline_statistics &&
+                         on.pipeline_executable_info &&
+                         on.has_extension(VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+  c.info.pipeline_statistics = c.capture_statistics;
+
+  c.instance = ext.instance;
+  c.phys = ext.physical_device;
+  c.device = ext.device;
+  c.queue_family = ext.queue_family;
+  c.queue = ext.queue;
+  c.queue_lock = QueueLock{ext.lock_queue, ext.unlock_queue};
+  finish_context(c);
 }
 
 Context::~Context() = default;

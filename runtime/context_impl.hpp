@@ -25,6 +25,9 @@ struct GQAVK_HIDDEN Context::Impl {
   VkDevice device = VK_NULL_HANDLE;
   VkQueue queue = VK_NULL_HANDLE;
   uint32_t queue_family = 0;
+  // False for a Context on an ExternalDevice: the device and instance are the application's.
+  bool owns_device = true;
+  QueueLock queue_lock;  // the application's lock for `queue` (ExternalDevice)
   VkPipelineCache pipeline_cache = VK_NULL_HANDLE;
   DeviceInfo info;
   bool capture_statistics = false;       // pipelines keep the driver's figures (pipeline_stats.hpp)

@@ -298,7 +298,8 @@ void DecodeStep::Impl::record_frame(VkCommandBuffer cmd, uint32_t f) const {
   const VkBufferCopy pc{0, 0, params_bytes};
   vkCmdCopyBuffer(cmd, st, params.handle(), 1, &pc);
   const auto source = [&](const StepBuffer& b, uint64_t staging_at) {
-    return device_io ? std::pair{impl_of(*b.buffer).buffer.handle(), b.offset}
+    return device_io ? std::pair{impl_of(*b.buffer).buffer.handle(),
+                                 impl_of(*b.buffer).buffer.offset() + b.offset}
                      : std::pair{st, staging_at};
   };
   const auto [q_src, q_off] = source(io.q, st_q);
@@ -533,7 +534,7 @@ void DecodeStep::Impl::submit(uint32_t f, const StepSync& sync) {
   info.pCommandBuffers = &fr.cmd;
   info.signalSemaphoreCount = tl.signalSemaphoreValueCount;
   info.pSignalSemaphores = signals;
-  vk_check(vkQueueSubmit(ctx->queue, 1, &info, VK_NULL_HANDLE), "vkQueueSubmit");
+  queue_submit(ctx->queue_lock, ctx->queue, info, VK_NULL_HANDLE);
   fr.semaphore = timeline;
   fr.value = fr.ticket;
   fr.state = FrameState::in_flight;

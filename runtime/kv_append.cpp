@@ -144,8 +144,8 @@ void KvCache::append(uint32_t layer, std::span<const KvToken> tokens, const Devi
                           {c.pool_binding(by_address ? LoadPath::address : LoadPath::storage),
                            {c.block_table.handle()},
                            {token_buf.handle()},
-                           {impl_of(k).buffer.handle()},
-                           {impl_of(v).buffer.handle()},
+                           impl_of(k).binding(),
+                           impl_of(v).binding(),
                            {status.handle()}});
   const AppendParams params{static_cast<uint32_t>(n),
                             d.kv_heads,

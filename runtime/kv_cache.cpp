@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "device_buffer_impl.hpp"
 #include "gqavk/half.hpp"
 #include "kv_cache_impl.hpp"
 #include "kv_codec.hpp"
@@ -99,7 +100,13 @@ KvMemory KvCache::plan_memory(const KvCacheDesc& desc) {
   return c.planned_memory();
 }
 
-KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_unique<Impl>()) {
+KvCache::KvCache(Context& context, const KvCacheDesc& desc) : KvCache(context, desc, nullptr) {}
+
+KvCache::KvCache(Context& context, const KvCacheDesc& desc, const DeviceBuffer& pool)
+    : KvCache(context, desc, &pool) {}
+
+KvCache::KvCache(Context& context, const KvCacheDesc& desc, const DeviceBuffer* external)
+    : impl_(std::make_unique<Impl>()) {
   Impl& c = *impl_;
   size_cache(desc, c);
   c.ctx = &impl_of(context);
@@ -133,8 +140,24 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
   }
   // Addressable wherever the device allows: the load path is a plan's choice (and
   // GQAVK_KV_LOAD's), made after the pool exists.
-  c.pool = c.ctx->make_buffer(BufferKind::device_local, pool_bytes, "KV pool",
-                              dev.buffer_device_address);
+  if (external) {
+    const ImplOf<DeviceBuffer>& e = impl_of(*external);
+    if (e.ctx != c.ctx) {
+      throw Error(ErrorCode::invalid_argument,
+                  "the KV pool's DeviceBuffer belongs to another Context (expected one of this "
+                  "cache's Context)");
+    }
+    if (e.buffer.bytes() < pool_bytes) {
+      throw Error(ErrorCode::invalid_argument,
+                  "the KV pool's DeviceBuffer holds " + std::to_string(e.buffer.bytes()) +
+                      " bytes; this cache needs " + std::to_string(pool_bytes) +
+                      " (KvCache::plan_memory(desc).pool_bytes)");
+    }
+    c.pool = Buffer::wrap(c.ctx->device, e.buffer.handle(), e.buffer.offset(), pool_bytes);
+  } else {
+    c.pool = c.ctx->make_buffer(BufferKind::device_local, pool_bytes, "KV pool",
+                                dev.buffer_device_address);
+  }
   if (pool_bytes <= max_binding_bytes(dev, LoadPath::texel)) {
     c.texel_view.emplace(c.ctx->device, c.pool);
   }
@@ -155,8 +178,9 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc) : impl_(std::make_un
                                      "block table");
   c.sync_tables();
   // Zeroed: block 0, where every table entry without a block points, must read as zeros.
-  c.ctx->submit(
-      [&](VkCommandBuffer cmd) { vkCmdFillBuffer(cmd, c.pool.handle(), 0, VK_WHOLE_SIZE, 0); });
+  c.ctx->submit([&](VkCommandBuffer cmd) {
+    vkCmdFillBuffer(cmd, c.pool.handle(), c.pool.offset(), c.pool.bytes(), 0);
+  });
 }
 
 Binding KvCache::Impl::pool_binding(LoadPath path) const {
@@ -176,6 +200,8 @@ Binding KvCache::Impl::pool_binding(LoadPath path) const {
     b.buffer = pool_address.handle();
   } else {
     b.buffer = pool.handle();
+    b.offset = pool.offset();
+    b.range = pool.bytes();
   }
   return b;
 }
@@ -259,6 +285,7 @@ void write_rows(ImplOf<KvCache>& c, uint32_t seq, uint32_t layer, uint32_t first
   uint64_t used = 0;
   const auto flush = [&] {
     if (regions.empty()) return;
+    for (VkBufferCopy& region : regions) region.dstOffset += c.pool.offset();
     // Copies of at most kRegionsPerCopy regions: checking a copy's regions against each other
     // costs validation layers quadratic time.
     c.ctx->submit([&](VkCommandBuffer cmd) {
@@ -343,7 +370,8 @@ void KvCache::Impl::copy_blocks(const std::vector<KvPages::Copy>& copies) {
   if (copies.empty()) return;
   std::vector<VkBufferCopy> regions;
   for (const KvPages::Copy& cp : copies) {
-    regions.push_back({cp.src * block_bytes, cp.dst * block_bytes, block_bytes});
+    regions.push_back(
+        {pool.offset() + cp.src * block_bytes, pool.offset() + cp.dst * block_bytes, block_bytes});
   }
   ctx->submit([&](VkCommandBuffer cmd) {
     for (size_t i = 0; i < regions.size(); i += kRegionsPerCopy) {

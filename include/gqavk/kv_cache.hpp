@@ -73,6 +73,10 @@ class GQAVK_API KvCache {
  public:
   // Allocates the pool; throws gqavk::Error for a bad desc or a pool the device cannot hold.
   KvCache(Context& context, const KvCacheDesc& desc);
+  // The same with the pool in the application's buffer (DeviceBuffer::wrap, with the usages a KV
+  // pool needs): its first plan_memory(desc).pool_bytes bytes are the pool, zeroed here. Borrows
+  // the buffer, which must outlive the cache.
+  KvCache(Context& context, const KvCacheDesc& desc, const DeviceBuffer& pool);
   ~KvCache();
   KvCache(KvCache&&) noexcept;
   KvCache& operator=(KvCache&&) noexcept;
@@ -141,6 +145,7 @@ class GQAVK_API KvCache {
  private:
   friend struct detail::Access;  // the runtime's door to Impl (runtime/impl_access.hpp)
   struct Impl;
+  KvCache(Context& context, const KvCacheDesc& desc, const DeviceBuffer* pool);
   std::unique_ptr<Impl> impl_;
 };
 
