@@ -15,7 +15,7 @@ install(EXPORT gqavkTargets NAMESPACE gqavk:: DESTINATION ${GQAVK_CMAKE_DIR})
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/gqavkConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/gqavkConfig.cmake
                               INSTALL_DESTINATION ${GQAVK_CMAKE_DIR})
-# 0.x releases promise nothing across minor versions; SameMajorVersion is what 1.0 on needs.
+# find_package(gqavk X.Y) accepts any installed X.* at least X.Y, as the SONAME carries only X.
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/gqavkConfigVersion.cmake
                                  COMPATIBILITY SameMajorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/gqavkConfig.cmake ${PROJECT_BINARY_DIR}/gqavkConfigVersion.cmake
