@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks what libgqavk.so exports: every defined dynamic symbol is a C API function (gqavk_*) or
 # lies in namespace gqavk under a name the public headers declare (classes, functions, their
-# typeinfo and vtables); no std:: instantiation, no internal class, no Impl; SONAME libgqavk.so.0.
+# typeinfo and vtables); the C functions are exactly those gqavk.h declares; no std::
+# instantiation, no internal class, no Impl; SONAME libgqavk.so.<major>.
 # Usage: exported_symbols_test.sh <libgqavk.so> <include dir> <major version>
 set -euo pipefail
 
@@ -41,6 +42,16 @@ done
 for first in "${!first_names[@]}"; do
   grep -qE "(class|struct) (GQAVK_API )?$first\b|\b$first\(" "$include"/gqavk/*.hpp ||
     bad "gqavk::$first is exported but no public header declares it"
+done
+# The C functions: exactly those gqavk.h declares (GQAVK_API gqavk_status gqavk_name(...)).
+mapfile -t declared < <(grep -oE 'GQAVK_API [^(]*\bgqavk_[a-z0-9_]+\(' "$include/gqavk/gqavk.h" |
+  grep -oE 'gqavk_[a-z0-9_]+\($' | tr -d '(' | sort -u)
+mapfile -t exported_c < <(printf '%s\n' "${names[@]}" | grep -E '^gqavk_[a-z0-9_]+$' | sort -u)
+for name in $(comm -13 <(printf '%s\n' "${declared[@]}") <(printf '%s\n' "${exported_c[@]}")); do
+  bad "C function $name is exported but gqavk.h does not declare it"
+done
+for name in $(comm -23 <(printf '%s\n' "${declared[@]}") <(printf '%s\n' "${exported_c[@]}")); do
+  bad "gqavk.h declares $name but libgqavk.so does not export it"
 done
 # A few internal classes by name, in case a public header ever names them.
 for internal in Submitter Buffer ComputePipeline KvPages PipelineDesc DecodeTuning detail; do
