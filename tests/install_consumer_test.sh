@@ -34,7 +34,8 @@ check_needed() {
 }
 
 # The libraries may be out of date when ctest runs alone.
-"$cmake" --build "$build" --target gqavk gqavk_static >/dev/null
+"$cmake" --build "$build" --target gqavk gqavk_static >/dev/null ||
+  fail "building gqavk and gqavk_static in $build"
 say "installing $build into $prefix"
 "$cmake" --install "$build" --prefix "$prefix" >"$tmp/install.log" ||
   { cat "$tmp/install.log" >&2; fail "cmake --install"; }
