@@ -48,9 +48,9 @@ void run_append(benchmark::State& state, DType dtype, uint32_t tokens) {
     state.SetIterationTime(s);
     total_s += s;
   }
-  Roofline roofline(ctx.impl());
+  Roofline roofline(impl_of(ctx));
   const double read_s =
-      roofline.read_seconds(cache.impl().pool, static_cast<uint64_t>(bytes)).seconds;
+      roofline.read_seconds(impl_of(cache).pool, static_cast<uint64_t>(bytes)).seconds;
   const double mean_s = total_s / static_cast<double>(state.iterations());
   state.counters["bytes_per_second"] = bytes / mean_s;
   state.counters["vs_roofline"] = mean_s / read_s;

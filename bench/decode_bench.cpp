@@ -39,7 +39,7 @@ Context& context() {
 }
 
 Roofline& roofline() {
-  static Roofline r(context().impl());
+  static Roofline r(impl_of(context()));
   return r;
 }
 
@@ -144,11 +144,11 @@ void run_decode(benchmark::State& state, Case c) {
   ReadResult floor = read;
   double fma_s = std::numeric_limits<double>::infinity();
   const auto measure_roofline = [&] {
-    const ReadResult r = roofline().read_seconds(caches[0]->impl().pool, kv_bytes);
+    const ReadResult r = roofline().read_seconds(impl_of(*caches[0]).pool, kv_bytes);
     if (r.seconds < read.seconds) read = r;
     fma_s = std::min(fma_s, flops / roofline().fma_flops_per_second());
     const ReadResult f =
-        roofline().floor_seconds(caches[0]->impl().pool, kv_bytes, kHeads / c.kv_heads, c.dtype);
+        roofline().floor_seconds(impl_of(*caches[0]).pool, kv_bytes, kHeads / c.kv_heads, c.dtype);
     if (f.seconds < floor.seconds) floor = f;
   };
   measure_roofline();
@@ -178,7 +178,7 @@ void run_decode(benchmark::State& state, Case c) {
   state.counters["splits"] = plans[0]->splits();
   state.counters["max_err"] = err;
   // Which decode kernel tier the plan chose, then the load path of the fastest roofline read.
-  state.SetLabel(std::string("tier:") + to_string(plans[0]->impl().tuning.tier) +
+  state.SetLabel(std::string("tier:") + to_string(impl_of(*plans[0]).tuning.tier) +
                  " roof_read:" + read.variant);
 }
 

@@ -89,7 +89,7 @@ void run_prefill(benchmark::State& state, DType dtype, uint32_t len) {
     return;
   }
   // The FMA roofline before and after the kernel's runs, the faster kept (a shared machine).
-  Roofline roofline(ctx.impl());
+  Roofline roofline(impl_of(ctx));
   double peak = roofline.fma_flops_per_second();
   double total_s = 0;
   double best_s = std::numeric_limits<double>::infinity();
@@ -107,7 +107,7 @@ void run_prefill(benchmark::State& state, DType dtype, uint32_t len) {
   state.counters["best_vs_peak"] = flops / best_s / peak;
   state.counters["peak_gflops"] = peak * 1e-9;
   state.counters["max_err"] = err;
-  const PrefillTuning& t = plan.impl().tuning;
+  const PrefillTuning& t = impl_of(plan).tuning;
   state.SetLabel(
       std::string("tier:") + to_string(t.tier) + " tile:" + std::to_string(t.tile_queries) + "x" +
       std::to_string(t.heads_per_workgroup) + " keys:" + std::to_string(t.keys_per_tile));

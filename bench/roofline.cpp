@@ -45,7 +45,7 @@ struct Roofline::Variant {
 namespace {
 // A streaming kernel `shader`_<path> with workgroup size `lanes` and specialization constants 1..
 // of `spec`; push constants are StreamParams.
-Roofline::Variant make_variant(const Context::Impl& ctx, std::string name, const char* shader,
+Roofline::Variant make_variant(const ImplOf<Context>& ctx, std::string name, const char* shader,
                                LoadPath path, uint32_t lanes, const std::vector<uint32_t>& spec) {
   PipelineDesc d;
   d.shader = std::string(shader) + "_" + to_string(path);
@@ -65,7 +65,7 @@ struct Roofline::Pipelines {
   TimestampQueries ts;
 };
 
-Roofline::Roofline(Context::Impl& ctx)
+Roofline::Roofline(ImplOf<Context>& ctx)
     : ctx_(ctx),
       p_(std::make_unique<Pipelines>()),
       verbose_(std::getenv("GQAVK_BENCH_VERBOSE") != nullptr) {

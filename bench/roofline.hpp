@@ -23,7 +23,7 @@ struct ReadResult {
 
 class Roofline {
  public:
-  explicit Roofline(Context::Impl& ctx);
+  explicit Roofline(ImplOf<Context>& ctx);
   ~Roofline();
   // Time to stream the first `bytes` of `buffer` (a KV pool), fastest variant, best of `reps`.
   ReadResult read_seconds(const Buffer& buffer, uint64_t bytes, int reps = 3);
@@ -43,7 +43,7 @@ class Roofline {
   // Best of `reps` dispatches of `v` over `buffer`, in seconds scaled to `bytes`.
   double time_stream(const Variant& v, const Buffer& buffer, uint64_t bytes, int reps);
 
-  Context::Impl& ctx_;
+  ImplOf<Context>& ctx_;
   std::unique_ptr<Pipelines> p_;
   bool verbose_;  // GQAVK_BENCH_VERBOSE: print every variant's time
 };

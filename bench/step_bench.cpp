@@ -41,7 +41,7 @@ Context& step_context() {
 // Gives each of `seqs` `tokens` tokens in every layer without writing them, then fills the whole
 // pool with a pattern every storage type reads as finite values.
 void fill_cache(KvCache& cache, uint32_t seqs, uint32_t tokens) {
-  KvCache::Impl& c = cache.impl();
+  ImplOf<KvCache>& c = impl_of(cache);
   std::vector<KvPages::WriteRun> runs;
   for (uint32_t s = 0; s < seqs; ++s) runs.push_back({s, 0, tokens});
   std::vector<KvPages::Copy> copies;
@@ -94,7 +94,7 @@ void run_step_host(benchmark::State& state, bool rerecord) {
   sd.max_batch = kBatch;
   DecodeStep step(ctx, cache, model, sd);
   DeviceInputs io(ctx, step);
-  step.impl().force_rerecord = rerecord;
+  impl_of(step).force_rerecord = rerecord;
   std::vector<uint32_t> seqs(kBatch);
   for (uint32_t s = 0; s < kBatch; ++s) seqs[s] = s;
   step.wait(step.submit(seqs));  // pipelines compiled, first recording made
@@ -183,9 +183,9 @@ void model_step(benchmark::State& state, const std::string& config, bool all_ful
     for (uint32_t s2 : seqs) cache.truncate(s2, len);
   }
   const double mean_s = total_s / static_cast<double>(state.iterations());
-  Roofline roofline(ctx.impl());
+  Roofline roofline(impl_of(ctx));
   // As decode's: the larger of the streaming read of the bytes and the FMA time of the FLOPs.
-  const double roof_s = std::max(roofline.read_seconds(cache.impl().pool, kv_bytes).seconds,
+  const double roof_s = std::max(roofline.read_seconds(impl_of(cache).pool, kv_bytes).seconds,
                                  flops / roofline.fma_flops_per_second());
   state.counters["gpu_us"] = mean_s * 1e6;
   state.counters["layers"] = static_cast<double>(model.layers.size());

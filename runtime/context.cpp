@@ -41,7 +41,7 @@ VKAPI_ATTR VkBool32 VKAPI_CALL on_debug_message(VkDebugUtilsMessageSeverityFlagB
                                                 VkDebugUtilsMessageTypeFlagsEXT,
                                                 const VkDebugUtilsMessengerCallbackDataEXT* data,
                                                 void* user) {
-  auto* impl = static_cast<Context::Impl*>(user);
+  auto* impl = static_cast<ImplOf<Context>*>(user);
   impl->validation_messages.fetch_add(1);
   const std::string_view msg = data && data->pMessage ? data->pMessage : "(no message)";
   if (impl->on_validation_message) {
@@ -202,7 +202,7 @@ const Candidate& choose(const std::vector<Candidate>& devs, const std::string& s
 
 // Runs probe_subgroup.comp with `lanes` invocations; true when they form one correct subgroup.
 // `seen_lanes` receives the subgroup size the first lane observed.
-bool probe_lanes(Context::Impl& impl, uint32_t lanes, bool sized, uint32_t* seen_lanes) {
+bool probe_lanes(ImplOf<Context>& impl, uint32_t lanes, bool sized, uint32_t* seen_lanes) {
   PipelineDesc desc;
   desc.shader = "probe_subgroup";
   desc.bindings = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
@@ -235,7 +235,7 @@ bool probe_lanes(Context::Impl& impl, uint32_t lanes, bool sized, uint32_t* seen
 
 // Fills info.subgroup_lanes and the partial-subgroup bug flag. A device that cannot run work is
 // taken at its word: its reported subgroup size, so tuning for it still works.
-void probe_subgroups(Context::Impl& impl) {
+void probe_subgroups(ImplOf<Context>& impl) {
   DeviceInfo& d = impl.info;
   d.subgroup_lanes = 0;
   const uint32_t needed = kSubgroupBasic | kSubgroupArithmetic | kSubgroupBallot;
@@ -264,7 +264,7 @@ void probe_subgroups(Context::Impl& impl) {
 namespace {
 
 // The pipeline cache, the submitter and the subgroup probe: the last steps of either constructor.
-void finish_context(Context::Impl& c) {
+void finish_context(ImplOf<Context>& c) {
   VkPipelineCacheCreateInfo cache_info{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
   vk_check(vkCreatePipelineCache(c.device, &cache_info, nullptr, &c.pipeline_cache),
            "vkCreatePipelineCache");

@@ -13,11 +13,12 @@
 #include "buffer.hpp"
 #include "commands.hpp"
 #include "gqavk/context.hpp"
+#include "impl_access.hpp"
 #include "pipeline.hpp"
 
 namespace gqavk {
 
-struct Context::Impl {
+struct GQAVK_HIDDEN Context::Impl {
   VkInstance instance = VK_NULL_HANDLE;
   VkDebugUtilsMessengerEXT messenger = VK_NULL_HANDLE;
   VkPhysicalDevice phys = VK_NULL_HANDLE;

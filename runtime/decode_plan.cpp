@@ -20,8 +20,8 @@ uint64_t align16(uint64_t x) { return (x + 15) & ~uint64_t{15}; }
 DecodePlan::DecodePlan(Context& context, const KvCache& cache, const DecodeDesc& desc)
     : impl_(std::make_unique<Impl>()) {
   Impl& p = *impl_;
-  p.ctx = &context.impl();
-  p.cache = &cache.impl();
+  p.ctx = &impl_of(context);
+  p.cache = &impl_of(cache);
   require(p.cache->ctx == p.ctx, ErrorCode::invalid_argument,
           "the KV cache was made on another context than the plan");
   const KvCacheDesc& kv = p.cache->desc;
@@ -184,10 +184,10 @@ void DecodePlan::run(std::span<const float> q, std::span<const uint32_t> lengths
   const uint64_t len_at = align16(q_bytes);
   const uint64_t out_at = align16(len_at + len_bytes);
   const uint64_t total = out_at + out.size_bytes();
-  if (total > Context::Impl::kStagingMaxBytes) {
+  if (total > ImplOf<Context>::kStagingMaxBytes) {
     throw Error(ErrorCode::unsupported, "query and output of " + std::to_string(total) +
                                             " bytes exceed the staging limit of " +
-                                            std::to_string(Context::Impl::kStagingMaxBytes));
+                                            std::to_string(ImplOf<Context>::kStagingMaxBytes));
   }
   p.cache->sync_tables();
   Buffer& stage = p.ctx->staging_for(total);

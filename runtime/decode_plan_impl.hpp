@@ -7,15 +7,16 @@
 #include "commands.hpp"
 #include "context_impl.hpp"
 #include "gqavk/decode.hpp"
+#include "impl_access.hpp"
 #include "kv_cache_impl.hpp"
 #include "pipeline.hpp"
 #include "tuning.hpp"
 
 namespace gqavk {
 
-struct DecodePlan::Impl {
-  Context::Impl* ctx = nullptr;
-  KvCache::Impl* cache = nullptr;
+struct GQAVK_HIDDEN DecodePlan::Impl {
+  ImplOf<Context>* ctx = nullptr;
+  ImplOf<KvCache>* cache = nullptr;
   uint32_t batch = 0, q_heads = 0, kv_heads = 0, head_dim = 0, v_head_dim = 0;
   float scale = 0;
   uint32_t window = 0;  // 0: none

@@ -78,8 +78,8 @@ DecodeStep::DecodeStep(Context& context, KvCache& kv_cache, const ModelDesc& mod
                        const DecodeStepDesc& desc)
     : impl_(std::make_unique<Impl>()) {
   Impl& p = *impl_;
-  Context::Impl& ctx = context.impl();
-  KvCache::Impl& c = kv_cache.impl();
+  ImplOf<Context>& ctx = impl_of(context);
+  ImplOf<KvCache>& c = impl_of(kv_cache);
   require(c.ctx == &ctx, ErrorCode::invalid_argument,
           "the KV cache was made on another context than the decode step");
   ctx.require_can_run("DecodeStep");
@@ -298,8 +298,8 @@ void DecodeStep::Impl::record_frame(VkCommandBuffer cmd, uint32_t f) const {
   const VkBufferCopy pc{0, 0, params_bytes};
   vkCmdCopyBuffer(cmd, st, params.handle(), 1, &pc);
   const auto source = [&](const StepBuffer& b, uint64_t staging_at) {
-    return device_io ? std::pair{b.buffer->impl().buffer.handle(),
-                                 b.buffer->impl().buffer.offset() + b.offset}
+    return device_io ? std::pair{impl_of(*b.buffer).buffer.handle(),
+                                 impl_of(*b.buffer).buffer.offset() + b.offset}
                      : std::pair{st, staging_at};
   };
   const auto [q_src, q_off] = source(io.q, st_q);
@@ -608,7 +608,7 @@ void DecodeStep::set_device_io(const StepDeviceIo& io) {
   Impl& p = *impl_;
   const auto check = [&](const StepBuffer& b, const char* name, uint64_t values) {
     if (b.buffer == nullptr) bad(std::string("io.") + name + ".buffer is null (expected a buffer)");
-    if (b.buffer->impl().ctx != p.ctx) {
+    if (impl_of(*b.buffer).ctx != p.ctx) {
       bad(std::string("io.") + name + " was made on another context than the step");
     }
     if (b.offset % 4 != 0) {

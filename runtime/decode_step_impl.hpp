@@ -10,13 +10,14 @@
 #include "commands.hpp"
 #include "context_impl.hpp"
 #include "gqavk/decode_step.hpp"
+#include "impl_access.hpp"
 #include "kv_cache_impl.hpp"
 #include "pipeline.hpp"
 #include "tuning.hpp"
 
 namespace gqavk {
 
-struct DecodeStep::Impl {
+struct GQAVK_HIDDEN DecodeStep::Impl {
   struct Layer {
     uint32_t q_heads = 0;
     float scale = 0;
@@ -46,8 +47,8 @@ struct DecodeStep::Impl {
     uint64_t value = 0;
   };
 
-  Context::Impl* ctx = nullptr;  // set last in the constructor: the destructor's cue
-  KvCache::Impl* cache = nullptr;
+  ImplOf<Context>* ctx = nullptr;  // set last in the constructor: the destructor's cue
+  ImplOf<KvCache>* cache = nullptr;
   uint32_t max_batch = 0;
   std::vector<Layer> layers;
   std::shared_ptr<const ComputePipeline> append;

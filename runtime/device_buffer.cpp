@@ -29,7 +29,7 @@ DeviceBuffer::DeviceBuffer(Context& context, uint64_t bytes) : impl_(std::make_u
   if (bytes == 0) {
     throw Error(ErrorCode::invalid_argument, "DeviceBuffer of 0 bytes (expected at least 1)");
   }
-  impl_->ctx = &context.impl();
+  impl_->ctx = &impl_of(context);
   impl_->buffer = impl_->ctx->make_buffer(BufferKind::device_local, bytes, "device buffer");
 }
 
@@ -37,7 +37,7 @@ DeviceBuffer::DeviceBuffer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 
 DeviceBuffer DeviceBuffer::wrap(Context& context, VkBuffer buffer, uint64_t offset,
                                 uint64_t bytes) {
-  Context::Impl& ctx = context.impl();
+  ImplOf<Context>& ctx = impl_of(context);
   const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };
   if (buffer == VK_NULL_HANDLE) bad("DeviceBuffer::wrap of VK_NULL_HANDLE (expected a VkBuffer)");
   if (bytes == 0) bad("DeviceBuffer::wrap of 0 bytes (expected at least 1)");

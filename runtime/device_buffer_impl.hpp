@@ -4,12 +4,13 @@
 #include "buffer.hpp"
 #include "context_impl.hpp"
 #include "gqavk/device_buffer.hpp"
+#include "impl_access.hpp"
 #include "pipeline.hpp"
 
 namespace gqavk {
 
-struct DeviceBuffer::Impl {
-  Context::Impl* ctx = nullptr;
+struct GQAVK_HIDDEN DeviceBuffer::Impl {
+  ImplOf<Context>* ctx = nullptr;
   Buffer buffer;  // owned, or the application's (DeviceBuffer::wrap: offset() may be > 0)
   // The buffer as a storage binding.
   Binding binding() const { return {buffer.handle(), buffer.offset(), buffer.bytes()}; }

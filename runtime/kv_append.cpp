@@ -90,7 +90,7 @@ void KvCache::append(uint32_t layer, std::span<const KvToken> tokens, const Devi
   Impl& c = *impl_;
   const KvCacheDesc& d = c.desc;
   if (tokens.empty()) bad("tokens is empty (expected at least one token to append)");
-  if (k.impl().ctx != c.ctx || v.impl().ctx != c.ctx) {
+  if (impl_of(k).ctx != c.ctx || impl_of(v).ctx != c.ctx) {
     bad("the K or V buffer was made on another context than the KV cache");
   }
   source_code(src);  // a bad type is named before anything else
@@ -144,8 +144,8 @@ void KvCache::append(uint32_t layer, std::span<const KvToken> tokens, const Devi
                           {c.pool_binding(by_address ? LoadPath::address : LoadPath::storage),
                            {c.block_table.handle()},
                            {token_buf.handle()},
-                           k.impl().binding(),
-                           v.impl().binding(),
+                           impl_of(k).binding(),
+                           impl_of(v).binding(),
                            {status.handle()}});
   const AppendParams params{static_cast<uint32_t>(n),
                             d.kv_heads,

@@ -65,7 +65,7 @@ void check_desc(const KvCacheDesc& d) {
 
 // The cache's sizes from its desc alone (checked, v_head_dim and pool_blocks resolved): what the
 // constructor allocates and KvCache::plan_memory reports.
-void size_cache(const KvCacheDesc& desc, KvCache::Impl& c) {
+void size_cache(const KvCacheDesc& desc, ImplOf<KvCache>& c) {
   check_desc(desc);
   c.desc = desc;
   if (c.desc.v_head_dim == 0) c.desc.v_head_dim = desc.head_dim;
@@ -109,7 +109,7 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc, const DeviceBuffer* 
     : impl_(std::make_unique<Impl>()) {
   Impl& c = *impl_;
   size_cache(desc, c);
-  c.ctx = &context.impl();
+  c.ctx = &impl_of(context);
   c.group_shift = kv_group_shift(c.ctx->info, c.block_shift);
   if (const char* env = std::getenv("GQAVK_KV_TOKEN_GROUP")) {  // for tests of either layout
     const std::string v = env;
@@ -141,7 +141,7 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc, const DeviceBuffer* 
   // Addressable wherever the device allows: the load path is a plan's choice (and
   // GQAVK_KV_LOAD's), made after the pool exists.
   if (external) {
-    const DeviceBuffer::Impl& e = external->impl();
+    const ImplOf<DeviceBuffer>& e = impl_of(*external);
     if (e.ctx != c.ctx) {
       throw Error(ErrorCode::invalid_argument,
                   "the KV pool's DeviceBuffer belongs to another Context (expected one of this "
@@ -225,7 +225,7 @@ struct Run {
   uint32_t rows;
 };
 
-void write_rows(KvCache::Impl& c, uint32_t seq, uint32_t layer, uint32_t first, uint32_t n,
+void write_rows(ImplOf<KvCache>& c, uint32_t seq, uint32_t layer, uint32_t first, uint32_t n,
                 std::span<const float> k, std::span<const float> v) {
   const KvCacheDesc& d = c.desc;
   const auto bad = [](const std::string& m) { throw Error(ErrorCode::invalid_argument, m); };

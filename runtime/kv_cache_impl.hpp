@@ -11,6 +11,7 @@
 #include "commands.hpp"
 #include "context_impl.hpp"
 #include "gqavk/kv_cache.hpp"
+#include "impl_access.hpp"
 #include "kv_pages.hpp"
 #include "pipeline.hpp"
 #include "tuning.hpp"
@@ -38,8 +39,8 @@ static_assert(kv_block_texels(2, 1, 2, 1, 1, 1) == 14 &&
               kv_scale_word(2, 1, 2, 1, 1, 1, 1, 1, true) == 55);
 }  // namespace kv_block
 
-struct KvCache::Impl {
-  Context::Impl* ctx = nullptr;
+struct GQAVK_HIDDEN KvCache::Impl {
+  ImplOf<Context>* ctx = nullptr;
   KvCacheDesc desc;
   uint32_t block_shift = 0;     // log2(desc.block_tokens)
   uint32_t group_shift = 0;     // log2(KG): kv_group_shift() of the device (tuning.hpp)

@@ -47,7 +47,7 @@ std::optional<double> PipelineExecutable::find(std::string_view stat) const {
   return std::nullopt;
 }
 
-std::vector<PipelineExecutable> pipeline_statistics(const Context::Impl& ctx,
+std::vector<PipelineExecutable> pipeline_statistics(const ImplOf<Context>& ctx,
                                                     const ComputePipeline& pipeline) {
   if (!ctx.capture_statistics) {
     throw Error(ErrorCode::unsupported,

@@ -39,7 +39,7 @@ struct PipelineExecutable {
 // The driver's statistics for each executable of `pipeline`, built by `ctx`. Throws gqavk::Error
 // (unsupported) naming the device when the context was not made with pipeline_statistics or the
 // device lacks VK_KHR_pipeline_executable_properties.
-std::vector<PipelineExecutable> pipeline_statistics(const Context::Impl& ctx,
+std::vector<PipelineExecutable> pipeline_statistics(const ImplOf<Context>& ctx,
                                                     const ComputePipeline& pipeline);
 
 }  // namespace gqavk

@@ -16,7 +16,7 @@ namespace {
 
 // A buffer of at least `bytes` (16 minimum: Vulkan has no empty buffers), grown by half again so
 // that slowly growing runs do not reallocate every time.
-bool grow(Context::Impl& ctx, Buffer& buffer, uint64_t bytes, const char* what) {
+bool grow(ImplOf<Context>& ctx, Buffer& buffer, uint64_t bytes, const char* what) {
   if (buffer.handle() != VK_NULL_HANDLE && buffer.bytes() >= bytes) return false;
   const uint64_t want = std::max<uint64_t>({16, bytes, buffer.bytes() + buffer.bytes() / 2});
   buffer = ctx.make_buffer(BufferKind::device_local, want, what);
@@ -28,8 +28,8 @@ bool grow(Context::Impl& ctx, Buffer& buffer, uint64_t bytes, const char* what) 
 PrefillPlan::PrefillPlan(Context& context, const KvCache& cache, const PrefillDesc& desc)
     : impl_(std::make_unique<Impl>()) {
   Impl& p = *impl_;
-  p.ctx = &context.impl();
-  p.cache = &cache.impl();
+  p.ctx = &impl_of(context);
+  p.cache = &impl_of(cache);
   require(p.cache->ctx == p.ctx, ErrorCode::invalid_argument,
           "the KV cache was made on another context than the plan");
   const KvCacheDesc& kv = p.cache->desc;

@@ -10,6 +10,7 @@
 #include "commands.hpp"
 #include "context_impl.hpp"
 #include "gqavk/prefill.hpp"
+#include "impl_access.hpp"
 #include "kv_cache_impl.hpp"
 #include "pipeline.hpp"
 #include "prefill_params.hpp"
@@ -17,9 +18,9 @@
 
 namespace gqavk {
 
-struct PrefillPlan::Impl {
-  Context::Impl* ctx = nullptr;
-  KvCache::Impl* cache = nullptr;
+struct GQAVK_HIDDEN PrefillPlan::Impl {
+  ImplOf<Context>* ctx = nullptr;
+  ImplOf<KvCache>* cache = nullptr;
   PrefillShape shape;
   PrefillTuning tuning;
   PrefillParams params{};

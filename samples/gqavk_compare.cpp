@@ -85,7 +85,7 @@ double best_seconds(int reps, Run&& run, Ns&& gpu_ns) {
 Json device_json(gqavk::Context& ctx, gqavk::bench::Roofline& roof) {
   const gqavk::DeviceInfo& d = ctx.device();
   // The read roofline over a 64 MiB buffer (within every device's binding limits here).
-  auto& impl = ctx.impl();
+  auto& impl = gqavk::impl_of(ctx);
   const uint64_t bytes =
       std::min<uint64_t>({64ull << 20, d.max_storage_buffer_range, d.max_memory_allocation_size});
   gqavk::Buffer buffer = impl.make_buffer(gqavk::BufferKind::device_local, bytes, "roofline");
@@ -370,7 +370,7 @@ int main(int argc, char** argv) {
                                  "' cannot run work (it can only build pipelines)");
       }
       progress(done, total, "measuring the roofline of " + ctx.device().name);
-      gqavk::bench::Roofline roof(ctx.impl());
+      gqavk::bench::Roofline roof(gqavk::impl_of(ctx));
       Json dev = device_json(ctx, roof);
       const size_t device_index = results["devices"].size();
       for (const Point& pt : points) {

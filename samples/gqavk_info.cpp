@@ -234,10 +234,10 @@ Json statistic_value(const gqavk::PipelineStatistic& s) {
 // Builds `desc` on the context's device; with statistics, the driver's figures per executable.
 Json pipeline_record(gqavk::Context& ctx, const char* role, const gqavk::PipelineDesc& desc) {
   Json out = {{"role", role}, {"shader", desc.shader}};
-  const gqavk::ComputePipeline pipe = ctx.impl().make_pipeline(desc);
-  if (!ctx.impl().capture_statistics) return out;
+  const gqavk::ComputePipeline pipe = impl_of(ctx).make_pipeline(desc);
+  if (!impl_of(ctx).capture_statistics) return out;
   Json executables = Json::array();
-  for (const gqavk::PipelineExecutable& e : gqavk::pipeline_statistics(ctx.impl(), pipe)) {
+  for (const gqavk::PipelineExecutable& e : gqavk::pipeline_statistics(impl_of(ctx), pipe)) {
     Json stats = Json::object();
     for (const gqavk::PipelineStatistic& s : e.statistics) stats[s.name] = statistic_value(s);
     executables.push_back(

@@ -10,9 +10,10 @@ export DEBIAN_FRONTEND=noninteractive
 
 # build-essential brings g++; mesa-vulkan-drivers brings lavapipe, the CPU Vulkan driver the
 # tests run on; glslang-tools and spirv-tools compile and check the shaders at build time;
-# nlohmann-json3-dev (header-only) writes gqavk-info's JSON and reads it back in its test.
+# nlohmann-json3-dev (header-only) writes gqavk-info's JSON and reads it back in its test;
+# pkg-config and binutils (nm, readelf) serve the install and exported-symbol tests.
 PACKAGES=(
-  build-essential g++ cmake ninja-build pkg-config
+  build-essential g++ cmake ninja-build pkg-config binutils
   mesa-vulkan-drivers libvulkan-dev vulkan-tools vulkan-validationlayers
   glslang-tools spirv-tools
   googletest libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev

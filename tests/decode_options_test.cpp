@@ -276,10 +276,10 @@ TEST_P(EveryWidthDecodeOptions, MatchesReference) {
   const Options o{61, 15.0f, mixed_sinks(c.q_heads, 272)};
   check_splits(f, c.q_heads, q, lengths, o, {1u, 7u}, std::nullopt,
                {{"GQAVK_TIER", c.tier}, {"GQAVK_REDUCTION", nullptr}});
-  EXPECT_EQ(plan_with(context(), f.cache, decode_desc(c.q_heads, 1, o), {{"GQAVK_TIER", c.tier}})
-                .impl()
-                .tuning.tier,
-            gpu ? Tier::gpu : Tier::cpu);
+  EXPECT_EQ(
+      impl_of(plan_with(context(), f.cache, decode_desc(c.q_heads, 1, o), {{"GQAVK_TIER", c.tier}}))
+          .tuning.tier,
+      gpu ? Tier::gpu : Tier::cpu);
 }
 
 // The CPU tier on MQA with Dk = 96 (decode_test.cpp's EveryWidth SplitK shape); the GPU tier on

@@ -195,13 +195,13 @@ VkSemaphore make_timeline(uint64_t initial = 0) {
   VkSemaphoreCreateInfo info{VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO};
   info.pNext = &type;
   VkSemaphore s = VK_NULL_HANDLE;
-  EXPECT_EQ(vkCreateSemaphore(context().impl().device, &info, nullptr, &s), VK_SUCCESS);
+  EXPECT_EQ(vkCreateSemaphore(impl_of(context()).device, &info, nullptr, &s), VK_SUCCESS);
   return s;
 }
 
 uint64_t counter(VkSemaphore s) {
   uint64_t value = 0;
-  EXPECT_EQ(vkGetSemaphoreCounterValue(context().impl().device, s, &value), VK_SUCCESS);
+  EXPECT_EQ(vkGetSemaphoreCounterValue(impl_of(context()).device, s, &value), VK_SUCCESS);
   return value;
 }
 
@@ -394,7 +394,7 @@ TEST_F(DecodeStepTest, DeviceIoWithOffsets) {
   sd.max_batch = 3;
   sd.max_splits = 3;  // every layer split and merged: the padding rows go through the merges too
   DecodeStep step(context(), cache, model, sd);
-  for (const auto& layer : step.impl().layers) ASSERT_TRUE(layer.merge);
+  for (const auto& layer : impl_of(step).layers) ASSERT_TRUE(layer.merge);
   Harness h(model, cache, step, 21);
   const auto sinks = sinks_of(model);
   for (uint32_t s = 0; s < 3; ++s) h.open(s);
@@ -483,7 +483,7 @@ TEST_F(DecodeStepTest, EngineSemaphores) {
   KvCache cache(context(), model.cache_desc(2, 32, 4));
   DecodeStepDesc sd;
   sd.max_batch = 2;
-  const VkDevice device = context().impl().device;
+  const VkDevice device = impl_of(context()).device;
   const VkSemaphore before = make_timeline(), after = make_timeline();
   {
     DecodeStep step(context(), cache, model, sd);
@@ -532,7 +532,7 @@ TEST_F(DecodeStepTest, EngineCommandBuffer) {
   sd.max_batch = 2;
   sd.frames = 1;
   sd.max_splits = 2;  // the replayed commands include merges
-  Context::Impl& ctx = context().impl();
+  ImplOf<Context>& ctx = impl_of(context());
   VkCommandPool pool = VK_NULL_HANDLE;
   VkCommandPoolCreateInfo pool_info{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
   pool_info.queueFamilyIndex = ctx.queue_family;

@@ -272,7 +272,7 @@ TEST_P(Variants, MatchesReference) {
     ScopedEnv values("GQAVK_VALUES", c.values);
     return DecodePlan(ctx, cache, {s.q_heads, std::nullopt, 3});
   }();
-  const DecodeTuning& t = plan.impl().tuning;
+  const DecodeTuning& t = impl_of(plan).tuning;
   EXPECT_EQ(to_string(t.load_path), std::string(c.load));
   if (ctx.device().subgroup_lanes > 0) {
     EXPECT_EQ(t.reduction,
@@ -344,7 +344,7 @@ TEST_P(EveryWidthGpuTier, MatchesReference) {
     ScopedEnv group("GQAVK_KV_TOKEN_GROUP", "1");
     return KvCache(ctx, desc);
   }();
-  ASSERT_EQ(cache.impl().group_shift, 0u);
+  ASSERT_EQ(impl_of(cache).group_shift, 0u);
   const KvHost kv = random_kv(desc, 130 + s.head_dim);
   write_all(cache, kv);
   const std::vector<uint32_t> lengths = {1100, 1, 333, 64};
@@ -353,7 +353,7 @@ TEST_P(EveryWidthGpuTier, MatchesReference) {
     SCOPED_TRACE("max_splits " + std::to_string(splits));
     DecodePlan plan = plan_with(ctx, cache, {s.q_heads, std::nullopt, splits},
                                 {{"GQAVK_TIER", "gpu"}, {"GQAVK_REDUCTION", nullptr}});
-    const DecodeTuning& t = plan.impl().tuning;
+    const DecodeTuning& t = impl_of(plan).tuning;
     ASSERT_EQ(t.tier, Tier::gpu);
     EXPECT_EQ(t.reduction, Reduction::subgroup);
     EXPECT_EQ(t.lanes % t.subgroup_lanes, 0u);
@@ -364,8 +364,8 @@ TEST_P(EveryWidthGpuTier, MatchesReference) {
   // One subgroup of keys, as on 32- and 64-lane GPUs, with the group's heads across subgroups.
   DecodePlan one = plan_with(ctx, cache, {s.q_heads, std::nullopt, 7},
                              {{"GQAVK_TIER", "gpu"}, {"GQAVK_KEY_SUBGROUPS", "1"}});
-  EXPECT_EQ(one.impl().tuning.lanes,
-            one.impl().tuning.subgroup_lanes * one.impl().tuning.head_subgroups);
+  EXPECT_EQ(impl_of(one).tuning.lanes,
+            impl_of(one).tuning.subgroup_lanes * impl_of(one).tuning.head_subgroups);
   run_and_check(one, kv, s.q_heads, q, lengths, default_scale(s.head_dim));
 }
 
@@ -406,8 +406,8 @@ TEST_P(EveryWidthGpuVariants, MatchesReference) {
     DecodePlan plan =
         plan_with(ctx, cache, {8, std::nullopt, splits},
                   {{"GQAVK_TIER", "gpu"}, {"GQAVK_KV_LOAD", load}, {"GQAVK_REDUCTION", reduction}});
-    EXPECT_EQ(to_string(plan.impl().tuning.load_path), std::string(load));
-    EXPECT_EQ(plan.impl().tuning.reduction,
+    EXPECT_EQ(to_string(impl_of(plan).tuning.load_path), std::string(load));
+    EXPECT_EQ(impl_of(plan).tuning.reduction,
               std::string(reduction) == "shared" ? Reduction::shared : Reduction::subgroup);
     run_and_check(plan, kv, 8, random_q(3, 8, 112, 141), lengths, default_scale(112));
   }
@@ -440,7 +440,7 @@ TEST(Validation, SynchronizationHazardsAreReported) {
   o.validation = true;
   o.on_validation_message = [&](std::string_view m) { messages.emplace_back(m); };
   Context ctx(o);
-  Context::Impl& c = ctx.impl();
+  ImplOf<Context>& c = impl_of(ctx);
   const Buffer buf = c.make_buffer(BufferKind::device_local, 4096, "hazard");
   c.submit([&](VkCommandBuffer cmd) {
     vkCmdFillBuffer(cmd, buf.handle(), 0, 4096, 1);
@@ -624,8 +624,8 @@ TEST_F(EveryWidthDecode, SubgroupProbeFindings) {
   ScopedEnv values("GQAVK_VALUES", nullptr);
   ScopedEnv tier("GQAVK_TIER", nullptr);
   DecodePlan plan(ctx, cache, {2, std::nullopt, 1});
-  if (plan.impl().tuning.reduction == Reduction::subgroup) {
-    EXPECT_EQ(plan.impl().tuning.lanes, d.subgroup_lanes);
+  if (impl_of(plan).tuning.reduction == Reduction::subgroup) {
+    EXPECT_EQ(impl_of(plan).tuning.lanes, d.subgroup_lanes);
   }
   const std::vector<uint32_t> lengths = {100, 37};
   run_and_check(plan, kv, 2, random_q(2, 2, 64, 51), lengths, default_scale(64));
@@ -661,7 +661,7 @@ TEST_F(Decode, TokenGroupOverride) {
   const KvCacheDesc desc{1, 1, 64, 64, DType::f16, 4};
   for (auto [value, shift] : {std::pair{"1", 0u}, {"2", 1u}, {"8", 2u}}) {  // 8 > a 4-token block
     ScopedEnv group("GQAVK_KV_TOKEN_GROUP", value);
-    EXPECT_EQ(KvCache(ctx, desc).impl().group_shift, shift) << value;
+    EXPECT_EQ(impl_of(KvCache(ctx, desc)).group_shift, shift) << value;
   }
   for (const char* bad : {"3", "16", "", "eight"}) {
     ScopedEnv group("GQAVK_KV_TOKEN_GROUP", bad);
@@ -833,7 +833,7 @@ TEST_F(Decode, FarEndOfTheLargestPool) {
   for (uint32_t t = 0; t < kLen; t += 4096) {
     cache.write(batch - 1, t, 4096, last.slice_k(0, t, 4096), last.slice_v(0, t, 4096));
   }
-  ASSERT_EQ(cache.impl().pages.block_of(batch - 1, 0, 0), desc.pool_blocks - 1);
+  ASSERT_EQ(impl_of(cache).pages.block_of(batch - 1, 0, 0), desc.pool_blocks - 1);
   const std::vector<float> zero(size_t{kG} * kD, 0.0f);
   for (uint32_t b = 0; b + 1 < batch; ++b) cache.write(b, 0, 1, zero, zero);
   DecodePlan plan(ctx, cache, {kH, std::nullopt, 0});

@@ -572,10 +572,10 @@ TEST_F(Errors, PipelineStatisticsUnavailable) {
   DecodeTuning split;
   split.max_splits = 2;
   const ComputePipeline pipe =
-      context().impl().make_pipeline(*decode_pipeline_descs(DecodeShape{}, split).merge);
+      impl_of(context()).make_pipeline(*decode_pipeline_descs(DecodeShape{}, split).merge);
   const DeviceInfo& d = context().device();
   EXPECT_TRUE(throws_error(
-      [&] { pipeline_statistics(context().impl(), pipe); }, ErrorCode::unsupported,
+      [&] { pipeline_statistics(impl_of(context()), pipe); }, ErrorCode::unsupported,
       {d.name, d.pipeline_statistics ? "ContextOptions::pipeline_statistics"
                                      : "does not support VK_KHR_pipeline_executable_properties"}));
 }

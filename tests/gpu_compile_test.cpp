@@ -213,8 +213,8 @@ std::vector<uint32_t> subgroup_sizes(const DeviceInfo& d) {
 // Builds `desc`, reads ACO's figures, checks them and records a row.
 void check_pipeline(Context& ctx, const ModelShape& m, const char* mode, const std::string& role,
                     uint32_t requested, const PipelineDesc& desc) {
-  const ComputePipeline pipe = ctx.impl().make_pipeline(desc);
-  const std::vector<PipelineExecutable> execs = pipeline_statistics(ctx.impl(), pipe);
+  const ComputePipeline pipe = impl_of(ctx).make_pipeline(desc);
+  const std::vector<PipelineExecutable> execs = pipeline_statistics(impl_of(ctx), pipe);
   ASSERT_EQ(execs.size(), 1u) << desc.shader << ": a compute pipeline has one executable";
   const PipelineExecutable& e = execs[0];
   const auto need = [&](std::initializer_list<const char*> names) -> double {

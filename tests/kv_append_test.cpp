@@ -27,7 +27,7 @@ KvCacheDesc append_desc(DType dtype) {
 }
 
 std::vector<uint8_t> pool_bytes(const KvCache& cache) {
-  const KvCache::Impl& c = cache.impl();
+  const ImplOf<KvCache>& c = impl_of(cache);
   std::vector<uint8_t> out(c.pool.bytes());
   c.ctx->download(c.pool, 0, out.data(), out.size());
   return out;

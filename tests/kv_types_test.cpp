@@ -21,7 +21,7 @@ namespace {
 std::vector<float> stored_row(const KvCache& cache, const std::vector<uint8_t>& pool,
                               const std::vector<uint32_t>& table, uint32_t seq, uint32_t g,
                               uint32_t token, bool v) {
-  const KvCache::Impl& c = cache.impl();
+  const ImplOf<KvCache>& c = impl_of(cache);
   const uint32_t block = table[seq * c.blocks_per_seq + (token >> c.block_shift)];
   const uint32_t slot = token & (c.desc.block_tokens - 1);
   const uint32_t dim = v ? c.desc.v_head_dim : c.desc.head_dim;
@@ -43,7 +43,7 @@ struct PoolCopy {
 };
 
 PoolCopy download(const KvCache& cache) {
-  KvCache::Impl& c = cache.impl();
+  ImplOf<KvCache>& c = impl_of(cache);
   c.sync_tables();  // a plan would upload them before its run
   PoolCopy p{std::vector<uint8_t>(c.pool.bytes()),
              std::vector<uint32_t>(c.block_table.bytes() / 4)};

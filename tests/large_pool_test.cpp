@@ -74,7 +74,7 @@ class LargePool : public GpuTest {
                          kCapacity, kD, kD, kCapacity, o);
       EXPECT_TRUE(all_close(got, want, kH, kD, kAtol)) << "sequence " << b;
     }
-    return plan.impl().tuning.load_path;
+    return impl_of(plan).tuning.load_path;
   }
 
   // The same for a prefill plan: the last three queries of each sequence, causal.
@@ -98,7 +98,7 @@ class LargePool : public GpuTest {
       EXPECT_TRUE(all_close(got, want, kH, kD, kAtol)) << "sequence " << s.seq;
       at += n;
     }
-    return plan.impl().tuning.load_path;
+    return impl_of(plan).tuning.load_path;
   }
 
   std::optional<KvCache> cache_;

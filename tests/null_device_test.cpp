@@ -97,8 +97,8 @@ TEST_F(NullDevice, BuildsPipelinesButRefusesWork) {
     return throws_error(fn, ErrorCode::unsupported, all);
   };
   EXPECT_TRUE(refused([&] { KvCache cache(c, {1, 2, 64, 32, DType::f16, 16}); }, "KV pool"));
-  EXPECT_TRUE(refused([&] { c.impl().submit([](VkCommandBuffer) {}); }, "submitting work"));
-  EXPECT_TRUE(refused([&] { c.impl().make_buffer(BufferKind::staging, 64, "staging buffer"); },
+  EXPECT_TRUE(refused([&] { impl_of(c).submit([](VkCommandBuffer) {}); }, "submitting work"));
+  EXPECT_TRUE(refused([&] { impl_of(c).make_buffer(BufferKind::staging, 64, "staging buffer"); },
                       "staging buffer"));
 
   DecodeShape shape;
@@ -110,18 +110,18 @@ TEST_F(NullDevice, BuildsPipelinesButRefusesWork) {
   const DecodeTuning t = choose_decode_tuning(d, shape, 4);
   const DecodePipelineDescs descs = decode_pipeline_descs(shape, t);
   ASSERT_TRUE(descs.merge.has_value());
-  EXPECT_NO_THROW(c.impl().make_pipeline(descs.decode));
+  EXPECT_NO_THROW(impl_of(c).make_pipeline(descs.decode));
   // Made without pipeline_statistics: the figures are not there to read.
-  const ComputePipeline merge = c.impl().make_pipeline(*descs.merge);
-  EXPECT_TRUE(throws_error([&] { pipeline_statistics(c.impl(), merge); }, ErrorCode::unsupported,
+  const ComputePipeline merge = impl_of(c).make_pipeline(*descs.merge);
+  EXPECT_TRUE(throws_error([&] { pipeline_statistics(impl_of(c), merge); }, ErrorCode::unsupported,
                            {"ContextOptions::pipeline_statistics", d.name}));
 }
 
 // ACO's figures under its own names, for the merge pass (quick to compile).
 TEST_F(NullDevice, PipelineStatistics) {
   Context c = make_context(true);
-  const ComputePipeline pipe = c.impl().make_pipeline(merge_desc());
-  const std::vector<PipelineExecutable> execs = pipeline_statistics(c.impl(), pipe);
+  const ComputePipeline pipe = impl_of(c).make_pipeline(merge_desc());
+  const std::vector<PipelineExecutable> execs = pipeline_statistics(impl_of(c), pipe);
   ASSERT_EQ(execs.size(), 1u);
   EXPECT_GT(execs[0].subgroup_size, 0u);
   for (const char* name : {"VGPRs", "SGPRs", "Spilled VGPRs", "Spilled SGPRs", "Code size",

@@ -68,7 +68,7 @@ void run_case(const Case& c, const char* reduction = nullptr, const char* token_
       d.sinks.push_back(-1.0f + 0.5f * static_cast<float>(h % 5));
   }
   PrefillPlan plan(context(), cache, d);
-  const PrefillTuning& t = plan.impl().tuning;
+  const PrefillTuning& t = impl_of(plan).tuning;
   ASSERT_EQ(t.tier, Tier::gpu);
   if (reduction) {
     EXPECT_EQ(t.reduction, Reduction::shared);

@@ -9,7 +9,9 @@
 #include <string_view>
 #include <vector>
 
+#include "gqavk/detail.hpp"
 #include "gqavk/device_info.hpp"
+#include "gqavk/export.h"
 
 namespace gqavk {
 
@@ -56,11 +58,11 @@ struct ExternalDevice {
 
 // Lists the Vulkan devices gqavk can use (API 1.2 or newer with a compute queue), including those
 // that can only build pipelines (DeviceInfo::can_run false).
-std::vector<DeviceInfo> list_devices();
+GQAVK_API std::vector<DeviceInfo> list_devices();
 
 // Owns the Vulkan objects of one device. Move-only; everything created from a Context (caches,
 // plans) borrows it and must be destroyed before it.
-class Context {
+class GQAVK_API Context {
  public:
   // Creates a context on the chosen device; throws gqavk::Error (no_device, unsupported) on
   // failure.
@@ -81,11 +83,9 @@ class Context {
   // Number of validation messages received so far (0 when validation is off).
   uint32_t validation_message_count() const;
 
-  struct Impl;
-  // Internal state, for the runtime and in-tree tools only.
-  Impl& impl() const { return *impl_; }
-
  private:
+  friend struct detail::Access;  // the runtime's door to Impl (runtime/impl_access.hpp)
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "gqavk/attention.hpp"
+#include "gqavk/detail.hpp"
+#include "gqavk/export.h"
 
 namespace gqavk {
 
@@ -31,7 +33,7 @@ struct DecodeDesc {
 
 // Chooses pipeline variants and the split count once for a cache and head count; run() then
 // records and submits the dispatches. Borrows the Context and the KvCache, which must outlive it.
-class DecodePlan {
+class GQAVK_API DecodePlan {
  public:
   // Builds the plan; throws gqavk::Error for bad shapes or a device that cannot run them.
   DecodePlan(Context& context, const KvCache& cache, const DecodeDesc& desc);
@@ -54,11 +56,9 @@ class DecodePlan {
   // the device has no timestamps.
   double last_gpu_ns() const;
 
-  struct Impl;
-  // Internal state, for the runtime and in-tree tools only.
-  Impl& impl() const { return *impl_; }
-
  private:
+  friend struct detail::Access;  // the runtime's door to Impl (runtime/impl_access.hpp)
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

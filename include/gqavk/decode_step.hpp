@@ -8,6 +8,8 @@
 #include <memory>
 #include <span>
 
+#include "gqavk/detail.hpp"
+#include "gqavk/export.h"
 #include "gqavk/model.hpp"
 
 namespace gqavk {
@@ -63,7 +65,7 @@ struct StepSync {
 // recordings() counts them. Borrows the Context and the KvCache, which must outlive it; the cache's
 // other operations may be called between steps (a step in flight is ordered before them on the
 // GPU). Not thread-safe: one thread at a time per DecodeStep and its cache.
-class DecodeStep {
+class GQAVK_API DecodeStep {
  public:
   // Validates the model against the cache (every layer's kv_heads, head dims and storage type, its
   // window against the cache's layer windows), chooses each layer's kernel variant and allocates
@@ -132,11 +134,9 @@ class DecodeStep {
   uint64_t v_values(uint32_t rows) const;
   uint64_t out_values(uint32_t rows) const;
 
-  struct Impl;
-  // Internal state, for the runtime and in-tree tools only.
-  Impl& impl() const { return *impl_; }
-
  private:
+  friend struct detail::Access;  // the runtime's door to Impl (runtime/impl_access.hpp)
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

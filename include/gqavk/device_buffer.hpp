@@ -8,11 +8,14 @@
 #include <memory>
 #include <span>
 
+#include "gqavk/detail.hpp"
+#include "gqavk/export.h"
+
 namespace gqavk {
 
 class Context;
 
-class DeviceBuffer {
+class GQAVK_API DeviceBuffer {
  public:
   // Allocates `bytes` (> 0) of device-local memory; throws gqavk::Error on failure.
   DeviceBuffer(Context& context, uint64_t bytes);
@@ -41,11 +44,9 @@ class DeviceBuffer {
   // Where the DeviceBuffer's bytes start in vk_buffer(): 0 unless made by wrap().
   uint64_t vk_offset() const;
 
-  struct Impl;
-  // Internal state, for the runtime and in-tree tools only.
-  Impl& impl() const { return *impl_; }
-
  private:
+  friend struct detail::Access;  // the runtime's door to Impl (runtime/impl_access.hpp)
+  struct Impl;
   explicit DeviceBuffer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "gqavk/export.h"
+
 namespace gqavk {
 
 enum class Vendor { amd, intel, nvidia, apple, arm, qualcomm, mesa_cpu, other };
@@ -28,7 +30,7 @@ struct MemoryHeap {
   bool device_local = false;
 };
 
-struct DeviceInfo {
+struct GQAVK_API DeviceInfo {
   uint32_t index = 0;  // position in vkEnumeratePhysicalDevices
   std::string name;
   Vendor vendor = Vendor::other;
@@ -94,9 +96,9 @@ struct DeviceInfo {
 };
 
 // Names for printing.
-const char* to_string(Vendor v) noexcept;
-const char* to_string(DeviceType t) noexcept;
+GQAVK_API const char* to_string(Vendor v) noexcept;
+GQAVK_API const char* to_string(DeviceType t) noexcept;
 // "1.3.230" from a VK_MAKE_API_VERSION value.
-std::string version_string(uint32_t api_version);
+GQAVK_API std::string version_string(uint32_t api_version);
 
 }  // namespace gqavk

@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "gqavk/export.h"
+
 namespace gqavk {
 
 // What kind of failure an Error reports.
@@ -17,7 +19,7 @@ enum class ErrorCode {
 };
 
 // Thrown by every gqavk call; the message names the bad value and what was expected.
-class Error : public std::runtime_error {
+class GQAVK_API Error : public std::runtime_error {
  public:
   // Creates an error of kind `code`; `vk_result` is the VkResult when a Vulkan call failed, else 0.
   Error(ErrorCode code, const std::string& message, int vk_result = 0)
@@ -33,6 +35,6 @@ class Error : public std::runtime_error {
 };
 
 // The name of an error code, e.g. "invalid_argument".
-const char* to_string(ErrorCode code) noexcept;
+GQAVK_API const char* to_string(ErrorCode code) noexcept;
 
 }  // namespace gqavk

@@ -7,6 +7,8 @@
 #include <span>
 #include <vector>
 
+#include "gqavk/detail.hpp"
+#include "gqavk/export.h"
 #include "gqavk/types.hpp"
 
 namespace gqavk {
@@ -67,7 +69,7 @@ struct KvMemory {
 // returned when a sequence is truncated or freed, or falls out of a window layer's reach. Block 0
 // is reserved and always zero: table entries without a block point at it. Borrows the Context,
 // which must outlive it.
-class KvCache {
+class GQAVK_API KvCache {
  public:
   // Allocates the pool; throws gqavk::Error for a bad desc or a pool the device cannot hold.
   KvCache(Context& context, const KvCacheDesc& desc);
@@ -140,11 +142,9 @@ class KvCache {
   // has no timestamps.
   double last_append_gpu_ns() const;
 
-  struct Impl;
-  // Internal state, for the runtime and in-tree tools only.
-  Impl& impl() const { return *impl_; }
-
  private:
+  friend struct detail::Access;  // the runtime's door to Impl (runtime/impl_access.hpp)
+  struct Impl;
   KvCache(Context& context, const KvCacheDesc& desc, const DeviceBuffer* pool);
   std::unique_ptr<Impl> impl_;
 };

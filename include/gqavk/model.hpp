@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "gqavk/export.h"
 #include "gqavk/types.hpp"
 
 namespace gqavk {
@@ -29,7 +30,7 @@ struct LayerDesc {
   DType kv_dtype = DType::f16;  // how the KV cache stores this layer's K and V
 };
 
-struct ModelDesc {
+struct GQAVK_API ModelDesc {
   std::string name;  // e.g. "Llama-3-8B"; informational
   std::vector<LayerDesc> layers;
 

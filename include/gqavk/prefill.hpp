@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "gqavk/attention.hpp"
+#include "gqavk/detail.hpp"
+#include "gqavk/export.h"
 
 namespace gqavk {
 
@@ -41,7 +43,7 @@ struct PrefillSeq {
 
 // Chooses pipeline variants and tiles once for a cache and options; run() records and submits the
 // dispatches. Borrows the Context and the KvCache, which must outlive it.
-class PrefillPlan {
+class GQAVK_API PrefillPlan {
  public:
   // Builds the plan; throws gqavk::Error for bad shapes or options or a device that cannot run
   // them.
@@ -63,11 +65,9 @@ class PrefillPlan {
   // the device has no timestamps.
   double last_gpu_ns() const;
 
-  struct Impl;
-  // Internal state, for the runtime and in-tree tools only.
-  Impl& impl() const { return *impl_; }
-
  private:
+  friend struct detail::Access;  // the runtime's door to Impl (runtime/impl_access.hpp)
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "gqavk/export.h"
+
 namespace gqavk {
 
 // Storage type of K and V; arithmetic is f32 whatever the storage. bf16 rounds to nearest even;
@@ -34,6 +36,6 @@ constexpr const char* to_string(DType t) {
   return names[static_cast<int>(t)];
 }
 // Parses "f32", "f16", "bf16", "q8" or "q4"; throws gqavk::Error naming the text otherwise.
-DType parse_dtype(std::string_view text);
+GQAVK_API DType parse_dtype(std::string_view text);
 
 }  // namespace gqavk
