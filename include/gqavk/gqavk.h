@@ -14,7 +14,7 @@
  *   newer than the header reads only the fields within struct_size and gives later fields their
  *   zero defaults; an older library refuses a larger struct unless the bytes it does not know are
  *   zero. Zero-initialise structs and set the fields you need: `gqavk_kv_cache_create_info info =
- *   {sizeof(info)};`.
+ *   {.struct_size = sizeof(info)};` (a designated initializer: no -Wextra warning for the rest).
  * - Counts of float and integer arrays are element counts, never bytes.
  * - A destroy function accepts NULL. Destroying an object that others still use (a context with
  *   live buffers, caches, plans or steps; a cache with live plans or steps; a buffer serving as a
@@ -58,7 +58,8 @@
 extern "C" {
 #endif
 
-/* ---- Version ---------------------------------------------------------------------------------- */
+/* ---- Version ----------------------------------------------------------------------------------
+ */
 
 #define GQAVK_VERSION_MAJOR 0
 #define GQAVK_VERSION_MINOR 1
@@ -75,19 +76,20 @@ extern "C" {
 /* The version of the library linked (GQAVK_VERSION of its build). */
 GQAVK_API uint32_t gqavk_version(void);
 
-/* ---- Status and errors ------------------------------------------------------------------------ */
+/* ---- Status and errors ------------------------------------------------------------------------
+ */
 
 typedef enum gqavk_status {
   GQAVK_SUCCESS = 0,
-  GQAVK_INCOMPLETE = 1,                   /* gqavk_list_devices: more devices than slots */
-  GQAVK_ERROR_INVALID_ARGUMENT = -1,      /* a bad value from the caller (NULL, shape, option) */
-  GQAVK_ERROR_UNSUPPORTED = -2,           /* the device lacks a feature or limit */
-  GQAVK_ERROR_NO_DEVICE = -3,             /* no Vulkan driver or no usable device */
-  GQAVK_ERROR_OUT_OF_MEMORY = -4,         /* host or device memory allocation failed */
-  GQAVK_ERROR_VULKAN = -5,                /* a Vulkan call failed for another reason */
-  GQAVK_ERROR_OUT_OF_BLOCKS = -6,         /* the KV pool has too few free blocks (nothing changed) */
-  GQAVK_ERROR_IN_USE = -7,                /* destroying an object others still use */
-  GQAVK_ERROR_INTERNAL = -8,              /* a bug in gqavk: please report the message */
+  GQAVK_INCOMPLETE = 1,              /* gqavk_list_devices: more devices than slots */
+  GQAVK_ERROR_INVALID_ARGUMENT = -1, /* a bad value from the caller (NULL, shape, option) */
+  GQAVK_ERROR_UNSUPPORTED = -2,      /* the device lacks a feature or limit */
+  GQAVK_ERROR_NO_DEVICE = -3,        /* no Vulkan driver or no usable device */
+  GQAVK_ERROR_OUT_OF_MEMORY = -4,    /* host or device memory allocation failed */
+  GQAVK_ERROR_VULKAN = -5,           /* a Vulkan call failed for another reason */
+  GQAVK_ERROR_OUT_OF_BLOCKS = -6,    /* the KV pool has too few free blocks (nothing changed) */
+  GQAVK_ERROR_IN_USE = -7,           /* destroying an object others still use */
+  GQAVK_ERROR_INTERNAL = -8,         /* a bug in gqavk: please report the message */
   GQAVK_STATUS_MAX_ENUM = 0x7fffffff
 } gqavk_status;
 
@@ -100,7 +102,8 @@ typedef struct gqavk_context gqavk_context;
  * valid until the next failing call on the same context (or thread, for NULL). */
 GQAVK_API const char* gqavk_last_error(const gqavk_context* context);
 
-/* ---- Devices ---------------------------------------------------------------------------------- */
+/* ---- Devices ----------------------------------------------------------------------------------
+ */
 
 typedef enum gqavk_vendor {
   GQAVK_VENDOR_AMD = 0,
@@ -174,13 +177,18 @@ typedef struct gqavk_device_info {
   uint64_t device_local_bytes;
 } gqavk_device_info;
 
+/* "amd", "nvidia", "cpu", ...; NULL for a value that is not one of the enum's. */
+GQAVK_API const char* gqavk_vendor_string(gqavk_vendor vendor);
+GQAVK_API const char* gqavk_device_type_string(gqavk_device_type type);
+
 /* The Vulkan devices gqavk can use (gqavk::list_devices), Vulkan's two-call way: with infos NULL,
  * *count receives the number of devices; otherwise up to *count entries are filled (each entry's
  * struct_size set by the caller), *count receives the number written, and GQAVK_INCOMPLETE says
  * there were more. */
 GQAVK_API gqavk_status gqavk_list_devices(uint32_t* count, gqavk_device_info* infos);
 
-/* ---- Contexts --------------------------------------------------------------------------------- */
+/* ---- Contexts ---------------------------------------------------------------------------------
+ */
 
 typedef void (*gqavk_message_fn)(void* user_data, const char* message);
 
@@ -243,7 +251,8 @@ GQAVK_API gqavk_status gqavk_context_device_info(const gqavk_context* context,
 GQAVK_API gqavk_status gqavk_context_validation_message_count(const gqavk_context* context,
                                                               uint32_t* count);
 
-/* ---- Device buffers --------------------------------------------------------------------------- */
+/* ---- Device buffers ---------------------------------------------------------------------------
+ */
 
 typedef struct gqavk_buffer gqavk_buffer;
 
@@ -261,8 +270,8 @@ GQAVK_API gqavk_status gqavk_buffer_wrap(gqavk_context* context, VkBuffer vk_buf
 GQAVK_API gqavk_status gqavk_buffer_destroy(gqavk_buffer* buffer);
 GQAVK_API gqavk_status gqavk_buffer_size(const gqavk_buffer* buffer, uint64_t* bytes);
 /* Copies `bytes` host bytes into the buffer at `offset`; blocks until done. */
-GQAVK_API gqavk_status gqavk_buffer_upload(gqavk_buffer* buffer, uint64_t offset,
-                                           const void* data, uint64_t bytes);
+GQAVK_API gqavk_status gqavk_buffer_upload(gqavk_buffer* buffer, uint64_t offset, const void* data,
+                                           uint64_t bytes);
 /* Copies `bytes` from the buffer at `offset` to the host; blocks until done. */
 GQAVK_API gqavk_status gqavk_buffer_download(const gqavk_buffer* buffer, uint64_t offset,
                                              void* data, uint64_t bytes);
@@ -270,7 +279,8 @@ GQAVK_API gqavk_status gqavk_buffer_download(const gqavk_buffer* buffer, uint64_
 GQAVK_API gqavk_status gqavk_buffer_vk_handle(const gqavk_buffer* buffer, VkBuffer* vk_buffer,
                                               uint64_t* offset);
 
-/* ---- Element types ---------------------------------------------------------------------------- */
+/* ---- Element types ----------------------------------------------------------------------------
+ */
 
 /* gqavk::DType: how the KV cache stores K and V (and the type of append's sources). */
 typedef enum gqavk_dtype {
@@ -282,12 +292,21 @@ typedef enum gqavk_dtype {
   GQAVK_DTYPE_MAX_ENUM = 0x7fffffff
 } gqavk_dtype;
 
+/* Bytes one token row of `dim` values takes in the KV pool: values and scales (gqavk::row_bytes).
+ */
+GQAVK_API gqavk_status gqavk_dtype_row_bytes(gqavk_dtype dtype, uint32_t dim, uint64_t* bytes);
+/* IEEE binary16 conversions of `count` values (round to nearest even; overflow to infinity), e.g.
+ * for gqavk_kv_cache_write_f16. */
+GQAVK_API gqavk_status gqavk_floats_to_halves(const float* in, uint16_t* out, uint64_t count);
+GQAVK_API gqavk_status gqavk_halves_to_floats(const uint16_t* in, float* out, uint64_t count);
+
 /* "f32", "f16", "bf16", "q8", "q4"; NULL for a value that is none of them. */
 GQAVK_API const char* gqavk_dtype_string(gqavk_dtype dtype);
 /* Parses those names. */
 GQAVK_API gqavk_status gqavk_parse_dtype(const char* text, gqavk_dtype* dtype);
 
-/* ---- KV cache --------------------------------------------------------------------------------- */
+/* ---- KV cache ---------------------------------------------------------------------------------
+ */
 
 typedef struct gqavk_kv_cache gqavk_kv_cache;
 
@@ -360,15 +379,13 @@ GQAVK_API gqavk_status gqavk_kv_cache_released_tokens(const gqavk_kv_cache* cach
                                                       uint32_t layer, uint32_t* tokens);
 /* KvCache::write: k [G, n_tokens, Dk] and v [G, n_tokens, Dv] f32 (k_count, v_count elements). */
 GQAVK_API gqavk_status gqavk_kv_cache_write(gqavk_kv_cache* cache, uint32_t layer, uint32_t seq,
-                                            uint32_t first_token, uint32_t n_tokens,
-                                            const float* k, uint64_t k_count, const float* v,
-                                            uint64_t v_count);
+                                            uint32_t first_token, uint32_t n_tokens, const float* k,
+                                            uint64_t k_count, const float* v, uint64_t v_count);
 /* The same from IEEE half bit patterns (an f16 cache). */
-GQAVK_API gqavk_status gqavk_kv_cache_write_f16(gqavk_kv_cache* cache, uint32_t layer,
-                                                uint32_t seq, uint32_t first_token,
-                                                uint32_t n_tokens, const uint16_t* k,
-                                                uint64_t k_count, const uint16_t* v,
-                                                uint64_t v_count);
+GQAVK_API gqavk_status gqavk_kv_cache_write_f16(gqavk_kv_cache* cache, uint32_t layer, uint32_t seq,
+                                                uint32_t first_token, uint32_t n_tokens,
+                                                const uint16_t* k, uint64_t k_count,
+                                                const uint16_t* v, uint64_t v_count);
 /* KvCache::append: n_tokens tokens' K [tokens, G, Dk] and V [tokens, G, Dv] of type `src` (f32, f16
  * or bf16) read on the device from k and v, from element k_first / v_first on. */
 GQAVK_API gqavk_status gqavk_kv_cache_append(gqavk_kv_cache* cache, uint32_t layer,
@@ -377,7 +394,8 @@ GQAVK_API gqavk_status gqavk_kv_cache_append(gqavk_kv_cache* cache, uint32_t lay
                                              gqavk_dtype src, uint64_t k_first, uint64_t v_first);
 GQAVK_API gqavk_status gqavk_kv_cache_last_append_gpu_ns(const gqavk_kv_cache* cache, double* ns);
 
-/* ---- Decode ----------------------------------------------------------------------------------- */
+/* ---- Decode -----------------------------------------------------------------------------------
+ */
 
 typedef struct gqavk_decode_plan gqavk_decode_plan;
 
@@ -401,12 +419,12 @@ GQAVK_API gqavk_status gqavk_decode_plan_destroy(gqavk_decode_plan* plan);
 /* DecodePlan::run: q [B, H, Dk] f32, lengths [B] (B = the cache's batch), out [B, H, Dv]. */
 GQAVK_API gqavk_status gqavk_decode_plan_run(gqavk_decode_plan* plan, const float* q,
                                              uint64_t q_count, const uint32_t* lengths,
-                                             uint32_t length_count, float* out,
-                                             uint64_t out_count);
+                                             uint32_t length_count, float* out, uint64_t out_count);
 GQAVK_API gqavk_status gqavk_decode_plan_splits(const gqavk_decode_plan* plan, uint32_t* splits);
 GQAVK_API gqavk_status gqavk_decode_plan_last_gpu_ns(const gqavk_decode_plan* plan, double* ns);
 
-/* ---- Prefill and ragged batches --------------------------------------------------------------- */
+/* ---- Prefill and ragged batches ---------------------------------------------------------------
+ */
 
 typedef struct gqavk_prefill_plan gqavk_prefill_plan;
 
@@ -415,7 +433,8 @@ typedef struct gqavk_prefill_plan_create_info {
   uint32_t struct_size;
   uint32_t q_heads; /* required */
   float scale;
-  uint32_t cross_attention; /* 1: not causal, every query sees all keys (PrefillDesc::causal false) */
+  uint32_t
+      cross_attention; /* 1: not causal, every query sees all keys (PrefillDesc::causal false) */
   uint32_t window;
   float softcap;
   const float* sinks;
@@ -440,7 +459,8 @@ GQAVK_API gqavk_status gqavk_prefill_plan_run(gqavk_prefill_plan* plan, const fl
                                               uint32_t seq_count, float* out, uint64_t out_count);
 GQAVK_API gqavk_status gqavk_prefill_plan_last_gpu_ns(const gqavk_prefill_plan* plan, double* ns);
 
-/* ---- Models ----------------------------------------------------------------------------------- */
+/* ---- Models -----------------------------------------------------------------------------------
+ */
 
 typedef struct gqavk_model gqavk_model;
 
@@ -463,8 +483,8 @@ typedef struct gqavk_layer_desc {
 /* An empty model named `name` (may be NULL); add layers with gqavk_model_add_layer. */
 GQAVK_API gqavk_status gqavk_model_create(const char* name, gqavk_model** model);
 /* ModelDesc::from_hf_config of `length` bytes of config.json text; name may be NULL. */
-GQAVK_API gqavk_status gqavk_model_from_hf_config(const char* json, size_t length,
-                                                  const char* name, gqavk_model** model);
+GQAVK_API gqavk_status gqavk_model_from_hf_config(const char* json, size_t length, const char* name,
+                                                  gqavk_model** model);
 /* ModelDesc::load_hf_config of a file. */
 GQAVK_API gqavk_status gqavk_model_load_hf_config(const char* path, gqavk_model** model);
 GQAVK_API gqavk_status gqavk_model_destroy(gqavk_model* model);
@@ -483,7 +503,8 @@ GQAVK_API gqavk_status gqavk_model_cache_desc(const gqavk_model* model, uint32_t
                                               uint32_t capacity_tokens, uint32_t block_tokens,
                                               gqavk_kv_cache_create_info* info);
 
-/* ---- The recorded decode step ----------------------------------------------------------------- */
+/* ---- The recorded decode step -----------------------------------------------------------------
+ */
 
 typedef struct gqavk_decode_step gqavk_decode_step;
 
@@ -536,8 +557,8 @@ GQAVK_API gqavk_status gqavk_decode_step_submit(gqavk_decode_step* step, const u
                                                 const float* v, uint64_t v_count,
                                                 const gqavk_step_sync* sync, uint64_t* ticket);
 /* DecodeStep::wait: out may be NULL (count 0) with device I/O. */
-GQAVK_API gqavk_status gqavk_decode_step_wait(gqavk_decode_step* step, uint64_t ticket,
-                                              float* out, uint64_t out_count);
+GQAVK_API gqavk_status gqavk_decode_step_wait(gqavk_decode_step* step, uint64_t ticket, float* out,
+                                              uint64_t out_count);
 /* DecodeStep::set_device_io; the buffers are in use until set_host_io or destroy. */
 GQAVK_API gqavk_status gqavk_decode_step_set_device_io(gqavk_decode_step* step,
                                                        const gqavk_step_device_io* io);
@@ -545,9 +566,9 @@ GQAVK_API gqavk_status gqavk_decode_step_set_host_io(gqavk_decode_step* step);
 /* DecodeStep::prepare: the host work of a submit into frame (ticket - 1) % frames. */
 GQAVK_API gqavk_status gqavk_decode_step_prepare(gqavk_decode_step* step, const uint32_t* seqs,
                                                  uint32_t seq_count, const float* q,
-                                                 uint64_t q_count, const float* k,
-                                                 uint64_t k_count, const float* v,
-                                                 uint64_t v_count, uint64_t* ticket);
+                                                 uint64_t q_count, const float* k, uint64_t k_count,
+                                                 const float* v, uint64_t v_count,
+                                                 uint64_t* ticket);
 /* DecodeStep::record: records frame `frame`'s commands into the application's command buffer
  * (recording state, a queue of the context's queue family). They begin with a barrier on all
  * earlier work of the queue and end with their writes available to later commands of any stage.
