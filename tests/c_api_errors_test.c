@@ -16,6 +16,8 @@
 enum { G = 1, H = 2, D = 64, CAP = 16, BLOCK = 4, SLOTS = 2, LAYERS = 2 };
 
 static const gqavk_status kInvalid = GQAVK_ERROR_INVALID_ARGUMENT;
+/* A struct larger than the library's with bytes it does not know set: a newer header's feature. */
+static const gqavk_status kNewer = GQAVK_ERROR_UNSUPPORTED;
 
 static uint32_t validation_messages = 0;
 
@@ -103,6 +105,65 @@ static void test_strings(void) {
   CHECK_FAILS(gqavk_parse_dtype("F32", &parsed), kInvalid, NULL, "'F32'");
   CHECK_FAILS(gqavk_parse_dtype(NULL, &parsed), kInvalid, NULL, "text");
   CHECK_FAILS(gqavk_parse_dtype("f16", NULL), kInvalid, NULL, "dtype");
+}
+
+/* Names of vendors and device types (gqavk::to_string); NULL past the enums. */
+static void test_names(void) {
+  static const char* vendors[] = {"AMD",      "Intel",      "NVIDIA", "Apple",
+                                  "Arm",      "Qualcomm",   "Mesa (CPU)", "other"};
+  static const char* types[] = {"discrete GPU", "integrated GPU", "virtual GPU", "CPU", "other"};
+  size_t i;
+  for (i = 0; i < 8; ++i) {
+    const char* got = gqavk_vendor_string((gqavk_vendor)i);
+    CHECK(got != NULL && strcmp(got, vendors[i]) == 0);
+  }
+  CHECK(gqavk_vendor_string((gqavk_vendor)8) == NULL);
+  CHECK(gqavk_vendor_string(GQAVK_VENDOR_MAX_ENUM) == NULL);
+  for (i = 0; i < 5; ++i) {
+    const char* got = gqavk_device_type_string((gqavk_device_type)i);
+    CHECK(got != NULL && strcmp(got, types[i]) == 0);
+  }
+  CHECK(gqavk_device_type_string((gqavk_device_type)5) == NULL);
+  CHECK(gqavk_device_type_string(GQAVK_DEVICE_TYPE_MAX_ENUM) == NULL);
+}
+
+/* Pool row sizes and binary16 conversions. */
+static void test_row_bytes_and_halves(void) {
+  uint64_t bytes = 7;
+  const float floats[6] = {1.0f, -2.0f, 0.5f, 65504.0f, 1.0e6f, 0.0f};
+  const uint16_t halves[6] = {0x3C00, 0xC000, 0x3800, 0x7BFF, 0x7C00, 0x0000};
+  uint16_t h[6];
+  float f[6];
+  size_t i;
+
+  CHECK_OK(gqavk_dtype_row_bytes(GQAVK_DTYPE_F32, 64, &bytes));
+  CHECK(bytes == 256);
+  CHECK_OK(gqavk_dtype_row_bytes(GQAVK_DTYPE_F16, 64, &bytes));
+  CHECK(bytes == 128);
+  CHECK_OK(gqavk_dtype_row_bytes(GQAVK_DTYPE_BF16, 128, &bytes));
+  CHECK(bytes == 256);
+  CHECK_OK(gqavk_dtype_row_bytes(GQAVK_DTYPE_Q8, 64, &bytes));
+  CHECK(bytes == 64 + 4); /* values and one f32 scale */
+  CHECK_OK(gqavk_dtype_row_bytes(GQAVK_DTYPE_Q4, 64, &bytes));
+  CHECK(bytes == 32 + 4); /* 4 bits a value and two f16 scales */
+  bytes = 7;
+  CHECK_FAILS(gqavk_dtype_row_bytes(GQAVK_DTYPE_F32, 64, NULL), kInvalid, NULL, "bytes");
+  CHECK_FAILS(gqavk_dtype_row_bytes((gqavk_dtype)5, 64, &bytes), kInvalid, NULL, "dtype");
+  CHECK_FAILS(gqavk_dtype_row_bytes(GQAVK_DTYPE_F32, 0, &bytes), kInvalid, NULL, "dim 0");
+  CHECK_FAILS(gqavk_dtype_row_bytes(GQAVK_DTYPE_Q4, 48, &bytes), kInvalid, NULL, "dim 48");
+  CHECK(bytes == 7);
+
+  CHECK_OK(gqavk_floats_to_halves(floats, h, 6));
+  for (i = 0; i < 6; ++i) CHECK(h[i] == halves[i]);
+  CHECK_OK(gqavk_halves_to_floats(halves, f, 6));
+  for (i = 0; i < 4; ++i) CHECK(f[i] == floats[i]);
+  CHECK(f[4] > 1.0e30f && f[5] == 0.0f); /* infinity, zero */
+  CHECK_OK(gqavk_floats_to_halves(NULL, NULL, 0));
+  CHECK_OK(gqavk_halves_to_floats(NULL, NULL, 0));
+  CHECK_FAILS(gqavk_floats_to_halves(NULL, h, 6), kInvalid, NULL, "in");
+  CHECK_FAILS(gqavk_floats_to_halves(floats, NULL, 6), kInvalid, NULL, "out");
+  CHECK_FAILS(gqavk_halves_to_floats(NULL, f, 6), kInvalid, NULL, "in");
+  CHECK_FAILS(gqavk_halves_to_floats(halves, NULL, 6), kInvalid, NULL, "out");
 }
 
 /* ---- Devices ----------------------------------------------------------------------------------- */
@@ -338,7 +399,7 @@ static void test_plan_memory(void) {
   CHECK_FAILS(gqavk_kv_cache_plan_memory(&info, &memory), kInvalid, NULL, "block_tokens 3");
   info = cache_info();
   info.dtype = (gqavk_dtype)7;
-  CHECK_FAILS(gqavk_kv_cache_plan_memory(&info, &memory), kInvalid, NULL, "dtype 7");
+  CHECK_FAILS(gqavk_kv_cache_plan_memory(&info, &memory), kInvalid, NULL, "dtype is 7");
   info = cache_info();
   info.pool_blocks = 1;
   CHECK_FAILS(gqavk_kv_cache_plan_memory(&info, &memory), kInvalid, NULL, "pool_blocks is 1");
@@ -366,7 +427,8 @@ static void test_plan_memory(void) {
   CHECK_OK(gqavk_kv_cache_plan_memory(&bigger.info, &memory));
   CHECK(memory.pool_bytes == 17 * 2048);
   bigger.tail[1] = 1;
-  CHECK_FAILS(gqavk_kv_cache_plan_memory(&bigger.info, &memory), kInvalid, NULL, "struct_size");
+  CHECK_FAILS(gqavk_kv_cache_plan_memory(&bigger.info, &memory), kNewer, NULL,
+              "struct_size is 80");
 }
 
 /* ---- KV cache ---------------------------------------------------------------------------------- */
@@ -385,9 +447,10 @@ static void test_cache_create(gqavk_context* ctx) {
   CHECK_FAILS(gqavk_kv_cache_create(ctx, &info, &cache), kInvalid, ctx, "struct_size");
   info = cache_info();
   info.batch = 0; /* 0 means 1: accepted */
+  info.dtype = GQAVK_DTYPE_Q4;
   info.head_dim = 80;
   CHECK_FAILS(gqavk_kv_cache_create(ctx, &info, &cache), kInvalid, ctx, "head dim 80");
-  CHECK_MSG(ctx, "f32");
+  CHECK_MSG(ctx, "q4");
   info = cache_info();
   info.dtype = GQAVK_DTYPE_MAX_ENUM;
   CHECK_FAILS(gqavk_kv_cache_create(ctx, &info, &cache), kInvalid, ctx, "dtype");
@@ -408,7 +471,7 @@ static void test_cache_create(gqavk_context* ctx) {
   bigger.info = cache_info();
   bigger.info.struct_size = sizeof(bigger);
   bigger.tail[0] = 0x100;
-  CHECK_FAILS(gqavk_kv_cache_create(ctx, &bigger.info, &cache), kInvalid, ctx, "struct_size");
+  CHECK_FAILS(gqavk_kv_cache_create(ctx, &bigger.info, &cache), kNewer, ctx, "struct_size");
   CHECK(cache == sentinel);
 }
 
@@ -639,7 +702,7 @@ static void test_decode(gqavk_context* ctx, gqavk_kv_cache* cache, const uint32_
   bigger.info = info;
   bigger.info.struct_size = sizeof(bigger);
   bigger.tail = 5;
-  CHECK_FAILS(gqavk_decode_plan_create(ctx, cache, &bigger.info, &plan), kInvalid, ctx,
+  CHECK_FAILS(gqavk_decode_plan_create(ctx, cache, &bigger.info, &plan), kNewer, ctx,
               "struct_size");
   CHECK(plan == sentinel);
   bigger.tail = 0;
@@ -831,7 +894,7 @@ static gqavk_model* test_model(void) {
   bigger.layer = layer_desc();
   bigger.layer.struct_size = sizeof(bigger);
   bigger.tail = 1;
-  CHECK_FAILS(gqavk_model_add_layer(model, &bigger.layer), kInvalid, NULL, "struct_size");
+  CHECK_FAILS(gqavk_model_add_layer(model, &bigger.layer), kNewer, NULL, "struct_size");
   CHECK_OK(gqavk_model_layer_count(model, &count));
   CHECK(count == 0); /* nothing added by the refusals */
   bigger.tail = 0;
@@ -869,8 +932,14 @@ static gqavk_model* test_model(void) {
   desc.struct_size = sizeof(desc);
   CHECK_FAILS(gqavk_model_cache_desc(NULL, SLOTS, CAP, BLOCK, &desc), kInvalid, NULL, "model");
   CHECK_FAILS(gqavk_model_cache_desc(model, SLOTS, CAP, BLOCK, NULL), kInvalid, NULL, "info");
-  CHECK_FAILS(gqavk_model_cache_desc(model, SLOTS, CAP, 3, &desc), kInvalid, NULL,
-              "block_tokens 3");
+  CHECK_OK(gqavk_model_cache_desc(model, SLOTS, CAP, 3, &desc)); /* the cache checks it */
+  CHECK(desc.block_tokens == 3);
+  {
+    gqavk_kv_memory memory;
+    memset(&memory, 0, sizeof(memory));
+    memory.struct_size = sizeof(memory);
+    CHECK_FAILS(gqavk_kv_cache_plan_memory(&desc, &memory), kInvalid, NULL, "block_tokens 3");
+  }
   desc.struct_size = 0;
   CHECK_FAILS(gqavk_model_cache_desc(model, SLOTS, CAP, BLOCK, &desc), kInvalid, NULL,
               "struct_size");
@@ -907,7 +976,7 @@ static void test_step(gqavk_context* ctx, gqavk_kv_cache* cache, gqavk_model* mo
   gqavk_step_sync sync;
   gqavk_buffer* io_buffer = NULL;
   enum { QV = LAYERS * H * D, KV = LAYERS * G * D };
-  float q[QV], k[KV], v[KV], out[QV];
+  float q[2 * QV], k[2 * KV], v[2 * KV], out[2 * QV]; /* room for 2 rows */
   const float sinks[H] = {0.0f, 1.0f};
   const uint32_t seq0 = 0, seq1 = 1, seqs2[2] = {0, 0};
   uint64_t ticket = 0, values = 0, recordings = 9;
@@ -982,17 +1051,17 @@ static void test_step(gqavk_context* ctx, gqavk_kv_cache* cache, gqavk_model* mo
   CHECK_FAILS(gqavk_decode_step_last_gpu_ns(step, NULL), kInvalid, ctx, "ns");
 
   /* run */
-  c_random_values(q, QV, 11);
-  c_random_values(k, KV, 12);
-  c_random_values(v, KV, 13);
+  c_random_values(q, 2 * QV, 11);
+  c_random_values(k, 2 * KV, 12);
+  c_random_values(v, 2 * KV, 13);
   CHECK_FAILS(gqavk_decode_step_run(NULL, &seq0, 1, q, QV, k, KV, v, KV, out, QV), kInvalid, NULL,
               "step");
   CHECK_FAILS(gqavk_decode_step_run(step, NULL, 1, q, QV, k, KV, v, KV, out, QV), kInvalid, ctx,
               "seqs");
-  CHECK_FAILS(gqavk_decode_step_run(step, &seq0, 0, q, QV, k, KV, v, KV, out, QV), kInvalid, ctx,
+  CHECK_FAILS(gqavk_decode_step_run(step, &seq0, 0, q, 0, k, 0, v, 0, out, 0), kInvalid, ctx,
               "seqs has 0 sequences");
-  CHECK_FAILS(gqavk_decode_step_run(step, seqs2, 2, q, QV, k, KV, v, KV, out, QV), kInvalid, ctx,
-              "appears twice");
+  CHECK_FAILS(gqavk_decode_step_run(step, seqs2, 2, q, 2 * QV, k, 2 * KV, v, 2 * KV, out, 2 * QV),
+              kInvalid, ctx, "appears twice");
   CHECK_FAILS(gqavk_decode_step_run(step, &seq0, 1, NULL, QV, k, KV, v, KV, out, QV), kInvalid,
               ctx, "q");
   CHECK_FAILS(gqavk_decode_step_run(step, &seq0, 1, q, QV, NULL, KV, v, KV, out, QV), kInvalid,
@@ -1031,7 +1100,7 @@ static void test_step(gqavk_context* ctx, gqavk_kv_cache* cache, gqavk_model* mo
               kInvalid, ctx, "q has 5 values");
   CHECK(ticket == 0);
   CHECK_OK(gqavk_decode_step_submit(step, &seq0, 1, q, QV, k, KV, v, KV, NULL, &ticket));
-  CHECK(ticket == 1);
+  CHECK(ticket == 2); /* run took ticket 1 */
   CHECK_FAILS(gqavk_decode_step_wait(NULL, ticket, out, QV), kInvalid, NULL, "step");
   CHECK_FAILS(gqavk_decode_step_wait(step, 9, out, QV), kInvalid, ctx, "ticket 9");
   CHECK_FAILS(gqavk_decode_step_wait(step, ticket, NULL, QV), kInvalid, ctx, "out");
@@ -1077,7 +1146,7 @@ static void test_step(gqavk_context* ctx, gqavk_kv_cache* cache, gqavk_model* mo
   CHECK_FAILS(gqavk_decode_step_set_device_io(step, &io), kInvalid, ctx, "struct_size");
   io.struct_size = sizeof(io);
   io.v.buffer = NULL;
-  CHECK_FAILS(gqavk_decode_step_set_device_io(step, &io), kInvalid, ctx, "io.v.buffer is null");
+  CHECK_FAILS(gqavk_decode_step_set_device_io(step, &io), kInvalid, ctx, "v.buffer is NULL");
   io.v.buffer = io_buffer;
   io.out.offset = 4098;
   CHECK_FAILS(gqavk_decode_step_set_device_io(step, &io), kInvalid, ctx, "io.out.offset 4098");
@@ -1119,6 +1188,8 @@ int main(void) {
 
   CHECK(strcmp(gqavk_last_error(NULL), "") == 0); /* no failure yet */
   test_strings();
+  test_names();
+  test_row_bytes_and_halves();
   test_devices();
   test_context_errors();
   test_plan_memory();
@@ -1170,7 +1241,7 @@ int main(void) {
   {
     uint32_t tokens = 0;
     CHECK_OK(gqavk_kv_cache_length(cache, 0, 0, &tokens));
-    CHECK(tokens == 5);
+    CHECK(tokens == 7); /* 5 written, 2 appended by the steps */
   }
   CHECK_OK(gqavk_kv_cache_destroy(cache));
   CHECK_FAILS(gqavk_context_destroy(ctx), GQAVK_ERROR_IN_USE, ctx, "cache");
