@@ -52,7 +52,7 @@ static gqavk_layer_desc layer_desc(void) {
   return layer;
 }
 
-/* ---- Library-wide: version, strings, dtypes ---------------------------------------------------- */
+/* ---- Library-wide: version, strings, dtypes -------------------------------------------------- */
 
 static void test_strings(void) {
   static const struct {
@@ -109,8 +109,8 @@ static void test_strings(void) {
 
 /* Names of vendors and device types (gqavk::to_string); NULL past the enums. */
 static void test_names(void) {
-  static const char* vendors[] = {"AMD",      "Intel",      "NVIDIA", "Apple",
-                                  "Arm",      "Qualcomm",   "Mesa (CPU)", "other"};
+  static const char* vendors[] = {"AMD", "Intel",    "NVIDIA",     "Apple",
+                                  "Arm", "Qualcomm", "Mesa (CPU)", "other"};
   static const char* types[] = {"discrete GPU", "integrated GPU", "virtual GPU", "CPU", "other"};
   size_t i;
   for (i = 0; i < 8; ++i) {
@@ -166,7 +166,7 @@ static void test_row_bytes_and_halves(void) {
   CHECK_FAILS(gqavk_halves_to_floats(halves, NULL, 6), kInvalid, NULL, "out");
 }
 
-/* ---- Devices ----------------------------------------------------------------------------------- */
+/* ---- Devices --------------------------------------------------------------------------------- */
 
 static void test_devices(void) {
   uint32_t count = 0, n = 0, i;
@@ -214,7 +214,7 @@ static void test_devices(void) {
   CHECK_FAILS(gqavk_list_devices(&n, infos), kInvalid, NULL, "struct_size");
 }
 
-/* ---- Contexts (that fail before reaching a device) ---------------------------------------------- */
+/* ---- Contexts (that fail before reaching a device) ------------------------------------------- */
 
 static void test_context_errors(void) {
   gqavk_context_create_info info;
@@ -275,7 +275,7 @@ static void test_context(gqavk_context* ctx) {
   CHECK(count == 0);
 }
 
-/* ---- Buffers ----------------------------------------------------------------------------------- */
+/* ---- Buffers --------------------------------------------------------------------------------- */
 
 static void test_buffers(gqavk_context* ctx) {
   gqavk_buffer* const sentinel = (gqavk_buffer*)&ctx;
@@ -345,7 +345,7 @@ static void test_buffers(gqavk_context* ctx) {
   CHECK_OK(gqavk_buffer_destroy(buf));
 }
 
-/* ---- Capacity planning (no device) -------------------------------------------------------------- */
+/* ---- Capacity planning (no device) ----------------------------------------------------------- */
 
 /* A struct followed by bytes a newer header would add. */
 typedef struct {
@@ -427,11 +427,10 @@ static void test_plan_memory(void) {
   CHECK_OK(gqavk_kv_cache_plan_memory(&bigger.info, &memory));
   CHECK(memory.pool_bytes == 17 * 2048);
   bigger.tail[1] = 1;
-  CHECK_FAILS(gqavk_kv_cache_plan_memory(&bigger.info, &memory), kNewer, NULL,
-              "struct_size is 80");
+  CHECK_FAILS(gqavk_kv_cache_plan_memory(&bigger.info, &memory), kNewer, NULL, "struct_size is 80");
 }
 
-/* ---- KV cache ---------------------------------------------------------------------------------- */
+/* ---- KV cache -------------------------------------------------------------------------------- */
 
 static void test_cache_create(gqavk_context* ctx) {
   gqavk_kv_cache_create_info info = cache_info();
@@ -628,10 +627,10 @@ static void test_append(gqavk_context* ctx, gqavk_kv_cache* cache) {
               ctx, "tokens");
   CHECK_FAILS(gqavk_kv_cache_append(cache, 0, tokens, 0, kb, vb, GQAVK_DTYPE_F32, 0, 0), kInvalid,
               ctx, "tokens is empty");
-  CHECK_FAILS(gqavk_kv_cache_append(cache, 0, tokens, 2, NULL, vb, GQAVK_DTYPE_F32, 0, 0),
-              kInvalid, ctx, "k");
-  CHECK_FAILS(gqavk_kv_cache_append(cache, 0, tokens, 2, kb, NULL, GQAVK_DTYPE_F32, 0, 0),
-              kInvalid, ctx, "v");
+  CHECK_FAILS(gqavk_kv_cache_append(cache, 0, tokens, 2, NULL, vb, GQAVK_DTYPE_F32, 0, 0), kInvalid,
+              ctx, "k");
+  CHECK_FAILS(gqavk_kv_cache_append(cache, 0, tokens, 2, kb, NULL, GQAVK_DTYPE_F32, 0, 0), kInvalid,
+              ctx, "v");
   CHECK_FAILS(gqavk_kv_cache_append(cache, 0, tokens, 2, kb, vb, GQAVK_DTYPE_Q8, 0, 0), kInvalid,
               ctx, "append source type q8");
   CHECK_FAILS(gqavk_kv_cache_append(cache, 0, tokens, 2, kb, vb, (gqavk_dtype)9, 0, 0), kInvalid,
@@ -649,7 +648,7 @@ static void test_append(gqavk_context* ctx, gqavk_kv_cache* cache) {
   CHECK_OK(gqavk_buffer_destroy(vb));
 }
 
-/* ---- Decode and prefill ------------------------------------------------------------------------ */
+/* ---- Decode and prefill ---------------------------------------------------------------------- */
 
 typedef struct {
   gqavk_decode_plan_create_info info;
@@ -684,8 +683,7 @@ static void test_decode(gqavk_context* ctx, gqavk_kv_cache* cache, const uint32_
   CHECK_FAILS(gqavk_decode_plan_create(ctx, cache, &info, &plan), kInvalid, ctx, "layer 2");
   info.layer = 0;
   info.max_splits = 2000;
-  CHECK_FAILS(gqavk_decode_plan_create(ctx, cache, &info, &plan), kInvalid, ctx,
-              "max_splits 2000");
+  CHECK_FAILS(gqavk_decode_plan_create(ctx, cache, &info, &plan), kInvalid, ctx, "max_splits 2000");
   info.max_splits = 0;
   info.scale = -1.0f;
   CHECK_FAILS(gqavk_decode_plan_create(ctx, cache, &info, &plan), kInvalid, ctx, "scale");
@@ -724,9 +722,8 @@ static void test_decode(gqavk_context* ctx, gqavk_kv_cache* cache, const uint32_
               kInvalid, ctx, "lengths");
   CHECK_FAILS(gqavk_decode_plan_run(plan, q, SLOTS * H * D, lengths, SLOTS, NULL, SLOTS * H * D),
               kInvalid, ctx, "out");
-  CHECK_FAILS(
-      gqavk_decode_plan_run(plan, q, SLOTS * H * D - 1, lengths, SLOTS, out, SLOTS * H * D),
-      kInvalid, ctx, "q has 255 values");
+  CHECK_FAILS(gqavk_decode_plan_run(plan, q, SLOTS * H * D - 1, lengths, SLOTS, out, SLOTS * H * D),
+              kInvalid, ctx, "q has 255 values");
   CHECK_FAILS(gqavk_decode_plan_run(plan, q, SLOTS * H * D, lengths, 1, out, SLOTS * H * D),
               kInvalid, ctx, "lengths has 1 entries");
   CHECK_FAILS(gqavk_decode_plan_run(plan, q, SLOTS * H * D, lengths, SLOTS, out, 100), kInvalid,
@@ -827,7 +824,7 @@ static void test_prefill(gqavk_context* ctx, gqavk_kv_cache* cache, const uint32
   CHECK_OK(gqavk_prefill_plan_destroy(plan));
 }
 
-/* ---- Models ------------------------------------------------------------------------------------- */
+/* ---- Models ---------------------------------------------------------------------------------- */
 
 static gqavk_model* test_model(void) {
   gqavk_model* const sentinel = (gqavk_model*)&c_checks;
@@ -957,14 +954,13 @@ static gqavk_model* test_model(void) {
   CHECK_OK(gqavk_model_add_layer(other, &layer));
   layer.head_dim = 128;
   CHECK_OK(gqavk_model_add_layer(other, &layer));
-  CHECK_FAILS(gqavk_model_cache_desc(other, SLOTS, CAP, BLOCK, &desc), kInvalid, NULL,
-              "head_dim");
+  CHECK_FAILS(gqavk_model_cache_desc(other, SLOTS, CAP, BLOCK, &desc), kInvalid, NULL, "head_dim");
   CHECK_MSG(NULL, "layers[1]");
   CHECK_OK(gqavk_model_destroy(other));
   return model; /* layer 1 has sinks */
 }
 
-/* ---- The decode step ---------------------------------------------------------------------------- */
+/* ---- The decode step ------------------------------------------------------------------------- */
 
 static void test_step(gqavk_context* ctx, gqavk_kv_cache* cache, gqavk_model* model) {
   gqavk_decode_step_create_info info;
@@ -1008,8 +1004,7 @@ static void test_step(gqavk_context* ctx, gqavk_kv_cache* cache, gqavk_model* mo
   layer.kv_heads = 2;
   CHECK_OK(gqavk_model_add_layer(wrong, &layer));
   CHECK_OK(gqavk_model_add_layer(wrong, &layer));
-  CHECK_FAILS(gqavk_decode_step_create(ctx, cache, wrong, &info, &step), kInvalid, ctx,
-              "kv_heads");
+  CHECK_FAILS(gqavk_decode_step_create(ctx, cache, wrong, &info, &step), kInvalid, ctx, "kv_heads");
   CHECK_OK(gqavk_model_destroy(wrong));
   CHECK(step == sentinel);
 
@@ -1062,12 +1057,12 @@ static void test_step(gqavk_context* ctx, gqavk_kv_cache* cache, gqavk_model* mo
               "seqs has 0 sequences");
   CHECK_FAILS(gqavk_decode_step_run(step, seqs2, 2, q, 2 * QV, k, 2 * KV, v, 2 * KV, out, 2 * QV),
               kInvalid, ctx, "appears twice");
-  CHECK_FAILS(gqavk_decode_step_run(step, &seq0, 1, NULL, QV, k, KV, v, KV, out, QV), kInvalid,
-              ctx, "q");
-  CHECK_FAILS(gqavk_decode_step_run(step, &seq0, 1, q, QV, NULL, KV, v, KV, out, QV), kInvalid,
-              ctx, "k");
-  CHECK_FAILS(gqavk_decode_step_run(step, &seq0, 1, q, QV, k, KV, NULL, KV, out, QV), kInvalid,
-              ctx, "v");
+  CHECK_FAILS(gqavk_decode_step_run(step, &seq0, 1, NULL, QV, k, KV, v, KV, out, QV), kInvalid, ctx,
+              "q");
+  CHECK_FAILS(gqavk_decode_step_run(step, &seq0, 1, q, QV, NULL, KV, v, KV, out, QV), kInvalid, ctx,
+              "k");
+  CHECK_FAILS(gqavk_decode_step_run(step, &seq0, 1, q, QV, k, KV, NULL, KV, out, QV), kInvalid, ctx,
+              "v");
   CHECK_FAILS(gqavk_decode_step_run(step, &seq0, 1, q, QV, k, KV, v, KV, NULL, QV), kInvalid, ctx,
               "out");
   CHECK_FAILS(gqavk_decode_step_run(step, &seq0, 1, q, QV - 1, k, KV, v, KV, out, QV), kInvalid,
@@ -1089,15 +1084,14 @@ static void test_step(gqavk_context* ctx, gqavk_kv_cache* cache, gqavk_model* mo
 
   /* submit, wait */
   memset(&sync, 0, sizeof(sync));
-  CHECK_FAILS(
-      gqavk_decode_step_submit(NULL, &seq0, 1, q, QV, k, KV, v, KV, NULL, &ticket), kInvalid,
-      NULL, "step");
+  CHECK_FAILS(gqavk_decode_step_submit(NULL, &seq0, 1, q, QV, k, KV, v, KV, NULL, &ticket),
+              kInvalid, NULL, "step");
   CHECK_FAILS(gqavk_decode_step_submit(step, &seq0, 1, q, QV, k, KV, v, KV, NULL, NULL), kInvalid,
               ctx, "ticket");
   CHECK_FAILS(gqavk_decode_step_submit(step, &seq0, 1, q, QV, k, KV, v, KV, &sync, &ticket),
               kInvalid, ctx, "struct_size");
-  CHECK_FAILS(gqavk_decode_step_submit(step, &seq0, 1, q, 5, k, KV, v, KV, NULL, &ticket),
-              kInvalid, ctx, "q has 5 values");
+  CHECK_FAILS(gqavk_decode_step_submit(step, &seq0, 1, q, 5, k, KV, v, KV, NULL, &ticket), kInvalid,
+              ctx, "q has 5 values");
   CHECK(ticket == 0);
   CHECK_OK(gqavk_decode_step_submit(step, &seq0, 1, q, QV, k, KV, v, KV, NULL, &ticket));
   CHECK(ticket == 2); /* run took ticket 1 */
@@ -1113,8 +1107,8 @@ static void test_step(gqavk_context* ctx, gqavk_kv_cache* cache, gqavk_model* mo
               NULL, "step");
   CHECK_FAILS(gqavk_decode_step_prepare(step, &seq0, 1, q, QV, k, KV, v, KV, NULL), kInvalid, ctx,
               "ticket");
-  CHECK_FAILS(gqavk_decode_step_prepare(step, NULL, 1, q, QV, k, KV, v, KV, &ticket), kInvalid,
-              ctx, "seqs");
+  CHECK_FAILS(gqavk_decode_step_prepare(step, NULL, 1, q, QV, k, KV, v, KV, &ticket), kInvalid, ctx,
+              "seqs");
   CHECK_FAILS(gqavk_decode_step_record(NULL, (VkCommandBuffer)1, 0), kInvalid, NULL, "step");
   CHECK_FAILS(gqavk_decode_step_record(step, VK_NULL_HANDLE, 0), kInvalid, ctx, "command_buffer");
   CHECK_FAILS(gqavk_decode_step_record(step, (VkCommandBuffer)&info, 2), kInvalid, ctx, "frame 2");
@@ -1217,8 +1211,7 @@ int main(void) {
     CHECK_OK(gqavk_kv_cache_length(cache, 1, 1, &tokens));
     CHECK(tokens == 2);
     /* Rewrite layer 0's token 2 so sequence 1 has 3 tokens in layer 0, 2 in layer 1. */
-    CHECK_OK(gqavk_kv_cache_write(cache, 0, 1, 2, 1, kv_k[1][0] + 2 * D, D, kv_v[1][0] + 2 * D,
-                                  D));
+    CHECK_OK(gqavk_kv_cache_write(cache, 0, 1, 2, 1, kv_k[1][0] + 2 * D, D, kv_v[1][0] + 2 * D, D));
     CHECK_OK(gqavk_kv_cache_length(cache, 1, 0, &tokens));
     CHECK(tokens == 3);
   }

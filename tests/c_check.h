@@ -27,8 +27,7 @@ static inline const char* c_status_name(gqavk_status s) { return gqavk_status_st
 /* Checks a gqavk call's status; when `part` is not NULL, also that gqavk_last_error(ctx) and
  * gqavk_last_error(NULL) (the thread's last failure of any kind) both contain it. */
 static inline void c_check_status(gqavk_status got, gqavk_status want, const gqavk_context* ctx,
-                                  const char* part, const char* file, int line,
-                                  const char* call) {
+                                  const char* part, const char* file, int line, const char* call) {
   ++c_checks;
   const char* ctx_msg = gqavk_last_error(ctx);
   const char* thread_msg = gqavk_last_error(NULL);
