@@ -780,6 +780,14 @@ static void test_prefill(gqavk_context* ctx, gqavk_kv_cache* cache, const uint32
   info.softcap = -2.0f;
   CHECK_FAILS(gqavk_prefill_plan_create(ctx, cache, &info, &plan), kInvalid, ctx, "softcap");
   info.softcap = 0.0f;
+  info.cross_attention = 2; /* a flag: 0 or 1 */
+  CHECK_FAILS(gqavk_prefill_plan_create(ctx, cache, &info, &plan), kInvalid, ctx,
+              "cross_attention is 2");
+  info.cross_attention = 1;
+  info.window = 4; /* a window needs causal attention */
+  CHECK_FAILS(gqavk_prefill_plan_create(ctx, cache, &info, &plan), kInvalid, ctx, "window");
+  info.cross_attention = 0;
+  info.window = 0;
   info.sink_count = 1;
   CHECK_FAILS(gqavk_prefill_plan_create(ctx, cache, &info, &plan), kInvalid, ctx, "sinks");
   info.sink_count = 0;
