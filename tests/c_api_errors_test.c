@@ -428,6 +428,22 @@ static void test_plan_memory(void) {
   CHECK(memory.pool_bytes == 17 * 2048);
   bigger.tail[1] = 1;
   CHECK_FAILS(gqavk_kv_cache_plan_memory(&bigger.info, &memory), kNewer, NULL, "struct_size is 80");
+
+  /* An output struct larger than the library's: the fields it knows are written, struct_size
+   * kept. */
+  {
+    struct {
+      gqavk_kv_memory memory;
+      uint64_t tail;
+    } out;
+    memset(&out, 0, sizeof(out));
+    out.memory.struct_size = sizeof(out);
+    info = cache_info();
+    CHECK_OK(gqavk_kv_cache_plan_memory(&info, &out.memory));
+    CHECK(out.memory.struct_size == sizeof(out));
+    CHECK(out.memory.pool_bytes == 17 * 2048 && out.memory.blocks_free == 16);
+    CHECK(out.tail == 0);
+  }
 }
 
 /* ---- KV cache -------------------------------------------------------------------------------- */
