@@ -1192,6 +1192,79 @@ static void test_step(gqavk_context* ctx, gqavk_kv_cache* cache, gqavk_model* mo
   CHECK_OK(gqavk_decode_step_destroy(step));
 }
 
+/* Objects of another context are refused wherever they meet this one's. */
+static void test_other_context(gqavk_context* ctx, gqavk_kv_cache* cache, gqavk_model* model) {
+  gqavk_context_create_info info;
+  gqavk_context* other = NULL;
+  gqavk_buffer* theirs = NULL;
+  gqavk_buffer* ours = NULL;
+  gqavk_kv_cache_create_info cinfo = cache_info();
+  gqavk_kv_cache* const sentinel = (gqavk_kv_cache*)&info;
+  gqavk_kv_cache* refused = sentinel;
+  gqavk_decode_plan* dplan = NULL;
+  gqavk_prefill_plan* pplan = NULL;
+  gqavk_decode_step* step = NULL;
+  gqavk_decode_plan_create_info dinfo;
+  gqavk_prefill_plan_create_info pinfo;
+  gqavk_step_device_io io;
+  gqavk_kv_token token;
+  uint32_t count = 1;
+
+  memset(&info, 0, sizeof(info));
+  info.struct_size = sizeof(info);
+  info.validation = 1;
+  info.on_validation_message = on_validation;
+  info.user_data = &validation_messages;
+  CHECK_OK(gqavk_context_create(&info, &other));
+  if (other == NULL) return;
+  CHECK(other != ctx);
+  CHECK_OK(gqavk_buffer_create(other, 17 * 2048, &theirs));
+  CHECK_OK(gqavk_buffer_create(ctx, 8192, &ours));
+
+  cinfo.pool = theirs;
+  CHECK_FAILS(gqavk_kv_cache_create(ctx, &cinfo, &refused), kInvalid, ctx,
+              "info->pool belongs to another context");
+  CHECK(refused == sentinel);
+  token.seq = 0;
+  token.position = 0;
+  CHECK_FAILS(gqavk_kv_cache_append(cache, 0, &token, 1, theirs, ours, GQAVK_DTYPE_F32, 0, 0),
+              kInvalid, ctx, "k belongs to another context");
+  CHECK_FAILS(gqavk_kv_cache_append(cache, 0, &token, 1, ours, theirs, GQAVK_DTYPE_F32, 0, 0),
+              kInvalid, ctx, "v belongs to another context");
+  memset(&dinfo, 0, sizeof(dinfo));
+  dinfo.struct_size = sizeof(dinfo);
+  dinfo.q_heads = H;
+  CHECK_FAILS(gqavk_decode_plan_create(other, cache, &dinfo, &dplan), kInvalid, other,
+              "cache belongs to another context");
+  memset(&pinfo, 0, sizeof(pinfo));
+  pinfo.struct_size = sizeof(pinfo);
+  pinfo.q_heads = H;
+  CHECK_FAILS(gqavk_prefill_plan_create(other, cache, &pinfo, &pplan), kInvalid, other,
+              "cache belongs to another context");
+  CHECK_FAILS(gqavk_decode_step_create(other, cache, model, NULL, &step), kInvalid, other,
+              "cache belongs to another context");
+  CHECK(dplan == NULL && pplan == NULL && step == NULL);
+
+  CHECK_OK(gqavk_decode_step_create(ctx, cache, model, NULL, &step));
+  memset(&io, 0, sizeof(io));
+  io.struct_size = sizeof(io);
+  io.q.buffer = io.k.buffer = io.v.buffer = io.out.buffer = ours;
+  io.k.offset = 1024;
+  io.v.offset = 1536;
+  io.out.offset = 2048;
+  io.out.buffer = theirs;
+  CHECK_FAILS(gqavk_decode_step_set_device_io(step, &io), kInvalid, ctx,
+              "io->out.buffer belongs to another context");
+  io.out.buffer = ours;
+  CHECK_OK(gqavk_decode_step_set_device_io(step, &io));
+  CHECK_OK(gqavk_buffer_destroy(theirs)); /* the refusals took no hold of it */
+  CHECK_OK(gqavk_context_validation_message_count(other, &count));
+  CHECK(count == 0);
+  CHECK_OK(gqavk_context_destroy(other));
+  CHECK_OK(gqavk_decode_step_destroy(step)); /* releases its I/O buffer */
+  CHECK_OK(gqavk_buffer_destroy(ours));
+}
+
 int main(void) {
   gqavk_context_create_info info;
   gqavk_context* ctx = NULL;
@@ -1245,6 +1318,7 @@ int main(void) {
     test_prefill(ctx, cache, prefill_lengths);
   }
   test_step(ctx, cache, model);
+  test_other_context(ctx, cache, model);
   CHECK_OK(gqavk_model_destroy(model));
 
   /* A cache with its pool in a buffer: the buffer is in use while the cache lives. */
