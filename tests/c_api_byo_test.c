@@ -17,7 +17,7 @@
 #include "gqavk/gqavk.h"
 
 /* G 2 KV heads, H 4 query heads (2 per KV head), D 64, f32, 2 sequences, 2 layers. */
-enum { G = 2, H = 4, D = 64, CAP = 32, BLOCK = 8, SLOTS = 2, LAYERS = 2, STEPS = 3 };
+enum { G = 2, H = 4, D = 64, CAP = 32, BLOCK = 8, SLOTS = 2, LAYERS = 2, STEPS = 5, RECORDED = 3 };
 /* The prompt lengths appended: sequence 0 and 1, every layer. */
 static const uint32_t kPrompt[SLOTS] = {13, 7};
 #define PROMPT_TOKENS 20 /* kPrompt[0] + kPrompt[1] */
@@ -480,7 +480,7 @@ int main(void) {
   VkCommandBuffer cmds[4 + 2]; /* upload, readback, fill check, spare, then the step's frames */
   VkCommandBuffer app_cmd = VK_NULL_HANDLE;
   VkFence fence = VK_NULL_HANDLE, app_fence = VK_NULL_HANDLE;
-  VkSemaphore timeline = VK_NULL_HANDLE;
+  VkSemaphore timeline = VK_NULL_HANDLE, handoff = VK_NULL_HANDLE;
   VkDeviceSize align, pool_offset, pool_bytes, kv_offset, kv_bytes, io_offset, io_bytes;
   own_buffer pool_vk, data_vk, staging;
   gqavk_buffer *pool_buf = NULL, *kv_buf = NULL, *io_buf = NULL;
@@ -572,6 +572,7 @@ int main(void) {
     sem_info.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO;
     sem_info.pNext = &type_info;
     VK_CHECK(vkCreateSemaphore(device, &sem_info, NULL, &timeline));
+    VK_CHECK(vkCreateSemaphore(device, &sem_info, NULL, &handoff));
   }
 
   /* The cache's shape and the pool it needs. */
@@ -759,8 +760,8 @@ int main(void) {
     int recorded[2] = {0, 0};
     const VkDeviceSize q_layer = (VkDeviceSize)SLOTS * H * D * 4;  /* bytes of one layer's q */
     const VkDeviceSize kv_layer = (VkDeviceSize)SLOTS * G * D * 4; /* of one layer's k or v */
-    const uint32_t rows_of[STEPS][SLOTS] = {{0, 1}, {1, 0}, {1, 0}};
-    const uint32_t row_count[STEPS] = {2, 2, 1};
+    const uint32_t rows_of[STEPS][SLOTS] = {{0, 1}, {1, 0}, {1, 0}, {0, 1}, {0, 1}};
+    const uint32_t row_count[STEPS] = {2, 2, 1, 2, 1};
     VkBufferCopy up, down;
 
     CHECK_OK(gqavk_model_create("byo", &model));
@@ -843,41 +844,94 @@ int main(void) {
         }
       }
 
-      CHECK_OK(gqavk_decode_step_prepare(step, seqs, rows, NULL, 0, NULL, 0, NULL, 0, &ticket));
-      CHECK(ticket == i + 1);
-      frame = (uint32_t)((ticket - 1) % frames);
-      if (!recorded[frame]) {
-        begin(cmds[4 + frame]);
-        CHECK_OK(gqavk_decode_step_record(step, cmds[4 + frame], frame));
-        VK_CHECK(vkEndCommandBuffer(cmds[4 + frame]));
-        recorded[frame] = 1;
+      if (i < RECORDED) {
+        CHECK_OK(gqavk_decode_step_prepare(step, seqs, rows, NULL, 0, NULL, 0, NULL, 0, &ticket));
+        CHECK(ticket == i + 1);
+        frame = (uint32_t)((ticket - 1) % frames);
+        if (!recorded[frame]) {
+          begin(cmds[4 + frame]);
+          CHECK_OK(gqavk_decode_step_record(step, cmds[4 + frame], frame));
+          VK_CHECK(vkEndCommandBuffer(cmds[4 + frame]));
+          recorded[frame] = 1;
+        }
+        batch[0] = cmds[0];
+        batch[1] = cmds[4 + frame];
+        batch[2] = cmds[1];
+        memset(&tl, 0, sizeof(tl));
+        tl.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO;
+        tl.signalSemaphoreValueCount = 1;
+        tl.pSignalSemaphoreValues = &ticket;
+        memset(&submit_info, 0, sizeof(submit_info));
+        submit_info.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+        submit_info.pNext = &tl;
+        submit_info.commandBufferCount = 3;
+        submit_info.pCommandBuffers = batch;
+        submit_info.signalSemaphoreCount = 1;
+        submit_info.pSignalSemaphores = &timeline;
+        lock_queue(&lock);
+        VK_CHECK(vkQueueSubmit(gqavk_queue, 1, &submit_info, VK_NULL_HANDLE));
+        unlock_queue(&lock);
+        CHECK_OK(gqavk_decode_step_submitted(step, ticket, timeline, ticket));
+        CHECK_OK(gqavk_decode_step_wait(step, ticket, NULL, 0));
+        memset(&wait_info, 0, sizeof(wait_info));
+        wait_info.sType = VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO;
+        wait_info.semaphoreCount = 1;
+        wait_info.pSemaphores = &timeline;
+        wait_info.pValues = &ticket;
+        VK_CHECK(vkWaitSemaphores(device, &wait_info, UINT64_MAX));
+      } else {
+        /* gqavk submits the step itself, between the test's upload (which signals `handoff`, and
+         * which the step waits for) and its readback (which waits for the step's signal). */
+        const uint64_t uploaded = 2 * (i - RECORDED) + 1, stepped = uploaded + 1;
+        const VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_TRANSFER_BIT;
+        gqavk_step_sync sync;
+        memset(&tl, 0, sizeof(tl));
+        tl.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO;
+        tl.signalSemaphoreValueCount = 1;
+        tl.pSignalSemaphoreValues = &uploaded;
+        memset(&submit_info, 0, sizeof(submit_info));
+        submit_info.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+        submit_info.pNext = &tl;
+        submit_info.commandBufferCount = 1;
+        submit_info.pCommandBuffers = &cmds[0];
+        submit_info.signalSemaphoreCount = 1;
+        submit_info.pSignalSemaphores = &handoff;
+        lock_queue(&lock);
+        VK_CHECK(vkQueueSubmit(gqavk_queue, 1, &submit_info, VK_NULL_HANDLE));
+        unlock_queue(&lock);
+        memset(&sync, 0, sizeof(sync));
+        sync.struct_size = sizeof(sync);
+        sync.wait = handoff;
+        sync.wait_value = uploaded;
+        sync.signal = handoff;
+        sync.signal_value = stepped;
+        CHECK_OK(
+            gqavk_decode_step_submit(step, seqs, rows, NULL, 0, NULL, 0, NULL, 0, &sync, &ticket));
+        CHECK(ticket == i + 1);
+        memset(&tl, 0, sizeof(tl));
+        tl.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO;
+        tl.waitSemaphoreValueCount = 1;
+        tl.pWaitSemaphoreValues = &stepped;
+        memset(&submit_info, 0, sizeof(submit_info));
+        submit_info.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+        submit_info.pNext = &tl;
+        submit_info.waitSemaphoreCount = 1;
+        submit_info.pWaitSemaphores = &handoff;
+        submit_info.pWaitDstStageMask = &wait_stage;
+        submit_info.commandBufferCount = 1;
+        submit_info.pCommandBuffers = &cmds[1];
+        lock_queue(&lock);
+        VK_CHECK(vkQueueSubmit(gqavk_queue, 1, &submit_info, fence));
+        unlock_queue(&lock);
+        VK_CHECK(vkWaitForFences(device, 1, &fence, VK_TRUE, UINT64_MAX));
+        VK_CHECK(vkResetFences(device, 1, &fence));
+        CHECK_OK(gqavk_decode_step_wait(step, ticket, NULL, 0));
       }
-      batch[0] = cmds[0];
-      batch[1] = cmds[4 + frame];
-      batch[2] = cmds[1];
-      memset(&tl, 0, sizeof(tl));
-      tl.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO;
-      tl.signalSemaphoreValueCount = 1;
-      tl.pSignalSemaphoreValues = &ticket;
-      memset(&submit_info, 0, sizeof(submit_info));
-      submit_info.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
-      submit_info.pNext = &tl;
-      submit_info.commandBufferCount = 3;
-      submit_info.pCommandBuffers = batch;
-      submit_info.signalSemaphoreCount = 1;
-      submit_info.pSignalSemaphores = &timeline;
-      lock_queue(&lock);
-      VK_CHECK(vkQueueSubmit(gqavk_queue, 1, &submit_info, VK_NULL_HANDLE));
-      unlock_queue(&lock);
-      CHECK_OK(gqavk_decode_step_submitted(step, ticket, timeline, ticket));
-      CHECK_OK(gqavk_decode_step_wait(step, ticket, NULL, 0));
-      memset(&wait_info, 0, sizeof(wait_info));
-      wait_info.sType = VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO;
-      wait_info.semaphoreCount = 1;
-      wait_info.pSemaphores = &timeline;
-      wait_info.pValues = &ticket;
-      VK_CHECK(vkWaitSemaphores(device, &wait_info, UINT64_MAX));
 
+      if (i + 1 == RECORDED) {
+        CHECK_OK(gqavk_decode_step_recordings(step, &recordings));
+        CHECK(recordings == 0); /* the step's own command buffers were never recorded */
+      }
       for (l = 0; l < LAYERS; ++l) {
         const float* q = in + (io.q.offset + l * q_layer) / 4;
         const float* o = out + l * q_layer / 4;
@@ -900,7 +954,7 @@ int main(void) {
       }
     }
     CHECK_OK(gqavk_decode_step_recordings(step, &recordings));
-    CHECK(recordings == 0); /* the step's own command buffers were never recorded */
+    CHECK(recordings >= 1); /* gqavk_decode_step_submit recorded the step's own */
   }
 
   /* The prompt decode again over the grown cache (plans see what steps appended). */
@@ -973,6 +1027,7 @@ int main(void) {
   }
 
   vkDestroySemaphore(device, timeline, NULL);
+  vkDestroySemaphore(device, handoff, NULL);
   vkDestroyFence(device, fence, NULL);
   vkDestroyFence(device, app_fence, NULL);
   vkDestroyCommandPool(device, pool, NULL);
