@@ -15,7 +15,7 @@ PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config
   mesa-vulkan-drivers libvulkan-dev vulkan-tools vulkan-validationlayers
   glslang-tools spirv-tools
-  googletest libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
 )
 
 say() { echo "setup.sh: $*"; }
