@@ -176,6 +176,8 @@ static void query_features(void) {
 /* The device's queues: gqavk gets (family, 0); the test keeps a queue of its own where the device
  * has a second one (in the family, or another family), else it shares gqavk's under its lock. */
 static uint32_t family = UINT32_MAX, family_queues = 0, other_family = UINT32_MAX;
+/* Where the test's queue is of another family, its buffers are shared by both families. */
+static int concurrent = 0;
 
 static void pick_queues(void) {
   uint32_t n = 0, i;
@@ -295,6 +297,14 @@ static own_buffer make_buffer(VkDevice device, VkDeviceSize bytes, VkBufferUsage
   info.size = bytes;
   info.usage = usage;
   info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+  if (concurrent) {
+    static uint32_t families[2];
+    families[0] = family;
+    families[1] = other_family;
+    info.sharingMode = VK_SHARING_MODE_CONCURRENT;
+    info.queueFamilyIndexCount = 2;
+    info.pQueueFamilyIndices = families;
+  }
   VK_CHECK(vkCreateBuffer(device, &info, NULL, &b.buffer));
   vkGetBufferMemoryRequirements(device, b.buffer, &req);
   type = memory_type(req.memoryTypeBits, host_visible ? VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
@@ -513,6 +523,7 @@ int main(void) {
     vkGetDeviceQueue(device, family, 1, &app_queue);
   } else if (other_family != UINT32_MAX) {
     app_family = other_family;
+    concurrent = 1;
     vkGetDeviceQueue(device, other_family, 0, &app_queue);
   } else {
     app_family = family;
