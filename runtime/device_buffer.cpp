@@ -30,7 +30,9 @@ DeviceBuffer::DeviceBuffer(Context& context, uint64_t bytes) : impl_(std::make_u
     throw Error(ErrorCode::invalid_argument, "DeviceBuffer of 0 bytes (expected at least 1)");
   }
   impl_->ctx = &impl_of(context);
-  impl_->buffer = impl_->ctx->make_buffer(BufferKind::device_local, bytes, "device buffer");
+  // With a device address where the device has them, so the buffer can hold a KV pool too.
+  impl_->buffer = impl_->ctx->make_buffer(BufferKind::device_local, bytes, "device buffer",
+                                          impl_->ctx->info.buffer_device_address);
 }
 
 DeviceBuffer::DeviceBuffer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
