@@ -151,9 +151,10 @@ T read_struct(const T* in, const char* name) {
                 std::string(name) + "->struct_size is " + std::to_string(size) +
                     ", larger than this library's " + std::to_string(sizeof(T)) +
                     ", and the fields it does not know are set (the header is newer than the "
-                    "library: use a gqavk of version " +
+                    "library: use a gqavk newer than " +
                     std::to_string(GQAVK_VERSION_MAJOR) + "." +
-                    std::to_string(GQAVK_VERSION_MINOR) + " or newer that has them)");
+                    std::to_string(GQAVK_VERSION_MINOR) + "." +
+                    std::to_string(GQAVK_VERSION_PATCH) + " that has them)");
   }
   T out;
   std::memcpy(&out, in, sizeof(T));
@@ -171,6 +172,11 @@ void write_struct(T* out, T value, const char* name) {
   }
   value.struct_size = size;
   std::memcpy(out, &value, sizeof(T));
+}
+
+bool flag_of(uint32_t v, const char* name) {
+  if (v > 1) bad(std::string(name) + " is " + std::to_string(v) + " (expected 0 or 1)");
+  return v == 1;
 }
 
 gqavk::DType dtype_of(gqavk_dtype d, const char* name) {
@@ -415,7 +421,7 @@ gqavk_status gqavk_context_create(const gqavk_context_create_info* info, gqavk_c
     if (info != nullptr) {
       const gqavk_context_create_info i = read_struct(info, "info");
       if (i.device) options.device = i.device;
-      options.validation = i.validation != 0;
+      options.validation = flag_of(i.validation, "info->validation");
       if (i.on_validation_message) {
         options.on_validation_message = [fn = i.on_validation_message,
                                          user = i.user_data](std::string_view m) {
@@ -423,7 +429,7 @@ gqavk_status gqavk_context_create(const gqavk_context_create_info* info, gqavk_c
           fn(user, text.c_str());
         };
       }
-      options.pipeline_statistics = i.pipeline_statistics != 0;
+      options.pipeline_statistics = flag_of(i.pipeline_statistics, "info->pipeline_statistics");
     }
     *context = new gqavk_context(gqavk::Context(options));
   });
@@ -454,7 +460,7 @@ gqavk_status gqavk_context_create_external(const gqavk_external_device_info* inf
       ext.unlock_queue = [fn = i.unlock_queue, user = i.queue_lock_user_data] { fn(user); };
     }
     gqavk::ContextOptions options;
-    options.pipeline_statistics = i.pipeline_statistics != 0;
+    options.pipeline_statistics = flag_of(i.pipeline_statistics, "info->pipeline_statistics");
     *context = new gqavk_context(gqavk::Context(ext, options));
   });
 }
@@ -841,13 +847,11 @@ gqavk_status gqavk_prefill_plan_create(gqavk_context* context, gqavk_kv_cache* c
     need(plan, "plan");
     same_context(cache->ctx, context, "cache");
     const gqavk_prefill_plan_create_info i = read_struct(info, "info");
-    if (i.cross_attention > 1) {
-      bad("info->cross_attention is " + std::to_string(i.cross_attention) + " (expected 0 or 1)");
-    }
+
     gqavk::PrefillDesc d;
     d.q_heads = i.q_heads;
     d.scale = optional_of(i.scale);
-    d.causal = i.cross_attention == 0;
+    d.causal = !flag_of(i.cross_attention, "info->cross_attention");
     d.window = window_of(i.window);
     d.softcap = optional_of(i.softcap);
     d.sinks = sinks_of(i.sinks, i.sink_count, "info->sinks");

@@ -237,6 +237,13 @@ static void test_context_errors(void) {
   CHECK_MSG(NULL, "llvmpipe"); /* it lists the devices there are */
   info.device = "97";
   CHECK_FAILS(gqavk_context_create(&info, &ctx), GQAVK_ERROR_NO_DEVICE, NULL, "'97'");
+  info.device = NULL;
+  info.validation = 2; /* flags are 0 or 1 */
+  CHECK_FAILS(gqavk_context_create(&info, &ctx), kInvalid, NULL, "validation is 2");
+  info.validation = 0;
+  info.pipeline_statistics = 7;
+  CHECK_FAILS(gqavk_context_create(&info, &ctx), kInvalid, NULL, "pipeline_statistics is 7");
+  info.pipeline_statistics = 0;
   CHECK(ctx == sentinel);
 
   memset(&ext, 0, sizeof(ext));

@@ -13,9 +13,10 @@
  * - Structs that go in or out begin with `struct_size`: set it to sizeof(the struct). A library
  *   newer than the header reads only the fields within struct_size and gives later fields their
  *   zero defaults; an older library refuses a larger struct unless the bytes it does not know are
- *   zero. Zero-initialise structs and set the fields you need: `gqavk_kv_cache_create_info info =
+ *   zero (GQAVK_ERROR_UNSUPPORTED: the header is newer than the library). Zero-initialise structs and set the fields you need: `gqavk_kv_cache_create_info info =
  *   {.struct_size = sizeof(info)};` (a designated initializer: no -Wextra warning for the rest).
- * - Counts of float and integer arrays are element counts, never bytes.
+ * - Counts of float and integer arrays are element counts, never bytes. Flags (uint32_t) are 0 or
+ *   1; other values are refused.
  * - A destroy function accepts NULL. Destroying an object that others still use (a context with
  *   live buffers, caches, plans or steps; a cache with live plans or steps; a buffer serving as a
  *   cache's pool or a step's device I/O) fails with GQAVK_ERROR_IN_USE and changes nothing.
@@ -58,8 +59,7 @@
 extern "C" {
 #endif
 
-/* ---- Version ----------------------------------------------------------------------------------
- */
+/* ---- Version ---- */
 
 #define GQAVK_VERSION_MAJOR 0
 #define GQAVK_VERSION_MINOR 1
@@ -76,8 +76,7 @@ extern "C" {
 /* The version of the library linked (GQAVK_VERSION of its build). */
 GQAVK_API uint32_t gqavk_version(void);
 
-/* ---- Status and errors ------------------------------------------------------------------------
- */
+/* ---- Status and errors ---- */
 
 typedef enum gqavk_status {
   GQAVK_SUCCESS = 0,
@@ -102,8 +101,7 @@ typedef struct gqavk_context gqavk_context;
  * valid until the next failing call on the same context (or thread, for NULL). */
 GQAVK_API const char* gqavk_last_error(const gqavk_context* context);
 
-/* ---- Devices ----------------------------------------------------------------------------------
- */
+/* ---- Devices ---- */
 
 typedef enum gqavk_vendor {
   GQAVK_VENDOR_AMD = 0,
@@ -177,7 +175,8 @@ typedef struct gqavk_device_info {
   uint64_t device_local_bytes;
 } gqavk_device_info;
 
-/* "amd", "nvidia", "cpu", ...; NULL for a value that is not one of the enum's. */
+/* Names as gqavk-info prints them ("AMD", "NVIDIA", "Mesa (CPU)", ...; "discrete GPU", "CPU",
+ * ...); NULL for a value that is not one of the enum's. */
 GQAVK_API const char* gqavk_vendor_string(gqavk_vendor vendor);
 GQAVK_API const char* gqavk_device_type_string(gqavk_device_type type);
 
@@ -187,8 +186,7 @@ GQAVK_API const char* gqavk_device_type_string(gqavk_device_type type);
  * there were more. */
 GQAVK_API gqavk_status gqavk_list_devices(uint32_t* count, gqavk_device_info* infos);
 
-/* ---- Contexts ---------------------------------------------------------------------------------
- */
+/* ---- Contexts ---- */
 
 typedef void (*gqavk_message_fn)(void* user_data, const char* message);
 
@@ -251,8 +249,7 @@ GQAVK_API gqavk_status gqavk_context_device_info(const gqavk_context* context,
 GQAVK_API gqavk_status gqavk_context_validation_message_count(const gqavk_context* context,
                                                               uint32_t* count);
 
-/* ---- Device buffers ---------------------------------------------------------------------------
- */
+/* ---- Device buffers ---- */
 
 typedef struct gqavk_buffer gqavk_buffer;
 
@@ -279,8 +276,7 @@ GQAVK_API gqavk_status gqavk_buffer_download(const gqavk_buffer* buffer, uint64_
 GQAVK_API gqavk_status gqavk_buffer_vk_handle(const gqavk_buffer* buffer, VkBuffer* vk_buffer,
                                               uint64_t* offset);
 
-/* ---- Element types ----------------------------------------------------------------------------
- */
+/* ---- Element types ---- */
 
 /* gqavk::DType: how the KV cache stores K and V (and the type of append's sources). */
 typedef enum gqavk_dtype {
@@ -305,8 +301,7 @@ GQAVK_API const char* gqavk_dtype_string(gqavk_dtype dtype);
 /* Parses those names. */
 GQAVK_API gqavk_status gqavk_parse_dtype(const char* text, gqavk_dtype* dtype);
 
-/* ---- KV cache ---------------------------------------------------------------------------------
- */
+/* ---- KV cache ---- */
 
 typedef struct gqavk_kv_cache gqavk_kv_cache;
 
@@ -394,8 +389,7 @@ GQAVK_API gqavk_status gqavk_kv_cache_append(gqavk_kv_cache* cache, uint32_t lay
                                              gqavk_dtype src, uint64_t k_first, uint64_t v_first);
 GQAVK_API gqavk_status gqavk_kv_cache_last_append_gpu_ns(const gqavk_kv_cache* cache, double* ns);
 
-/* ---- Decode -----------------------------------------------------------------------------------
- */
+/* ---- Decode ---- */
 
 typedef struct gqavk_decode_plan gqavk_decode_plan;
 
@@ -423,8 +417,7 @@ GQAVK_API gqavk_status gqavk_decode_plan_run(gqavk_decode_plan* plan, const floa
 GQAVK_API gqavk_status gqavk_decode_plan_splits(const gqavk_decode_plan* plan, uint32_t* splits);
 GQAVK_API gqavk_status gqavk_decode_plan_last_gpu_ns(const gqavk_decode_plan* plan, double* ns);
 
-/* ---- Prefill and ragged batches ---------------------------------------------------------------
- */
+/* ---- Prefill and ragged batches ---- */
 
 typedef struct gqavk_prefill_plan gqavk_prefill_plan;
 
@@ -459,8 +452,7 @@ GQAVK_API gqavk_status gqavk_prefill_plan_run(gqavk_prefill_plan* plan, const fl
                                               uint32_t seq_count, float* out, uint64_t out_count);
 GQAVK_API gqavk_status gqavk_prefill_plan_last_gpu_ns(const gqavk_prefill_plan* plan, double* ns);
 
-/* ---- Models -----------------------------------------------------------------------------------
- */
+/* ---- Models ---- */
 
 typedef struct gqavk_model gqavk_model;
 
@@ -503,8 +495,7 @@ GQAVK_API gqavk_status gqavk_model_cache_desc(const gqavk_model* model, uint32_t
                                               uint32_t capacity_tokens, uint32_t block_tokens,
                                               gqavk_kv_cache_create_info* info);
 
-/* ---- The recorded decode step -----------------------------------------------------------------
- */
+/* ---- The recorded decode step ---- */
 
 typedef struct gqavk_decode_step gqavk_decode_step;
 
