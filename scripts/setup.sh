@@ -10,7 +10,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 # build-essential brings g++; mesa-vulkan-drivers brings lavapipe, the CPU Vulkan driver the
 # tests run on; glslang-tools and spirv-tools compile and check the shaders at build time;
-# nlohmann-json3-dev (header-only) writes gqavk-info's JSON and reads it back in its test.
+# nlohmann-json3-dev (header-only) writes gqavk-info's JSON and reads it back in its test;
+# libcli11-dev (header-only CLI11) parses every sample's command line.
 PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config
   mesa-vulkan-drivers libvulkan-dev vulkan-tools vulkan-validationlayers
