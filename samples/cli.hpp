@@ -168,7 +168,11 @@ class Cli {
   // K.npy", where CLI11 would take "--k" as the value of --q) counts as a missing value.
   int parse(int argc, char** argv) {
     for (CLI::Option* opt : app.get_options()) {
-      if (opt->get_expected_min() < 1) continue;  // flags
+      if (opt->get_expected_max() == 0) {
+        // A flag: CLI11 takes the last of several; ours are given once, like every option.
+        if (opt != app.get_help_ptr()) opt->multi_option_policy(CLI::MultiOptionPolicy::Throw);
+        continue;
+      }
       const std::string name = opt->get_name();
       opt->check(
           [name](const std::string& value) -> std::string {

@@ -186,6 +186,7 @@ TEST(PlanCli, BadOptionsExit2) {
       {{"Llama-3-8B", "--kv-dtype", "q5"}, "--kv-dtype 'q5' is not valid"},
       {{"Llama-3-8B", "--json=yes"}, "--json takes no value"},
       {{"Llama-3-8B", "--context", "1", "--context", "2"}, "--context is given more than once"},
+      {{"Llama-3-8B", "--json", "--json"}, "--json is given more than once"},
       {{"Llama-3-8B", "--frobnicate"}, "unknown option '--frobnicate'"},
       {{"Llama-3-8B", "Mistral-7B"}, "unexpected argument 'Mistral-7B'"},
   };
