@@ -21,10 +21,12 @@
 #include <map>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "cli.hpp"
 #include "gqavk/gqavk.hpp"
 #include "reference.hpp"
 
@@ -62,89 +64,77 @@ struct Options {
   std::optional<gqavk::DType> kv_dtype;  // unset: the config's torch_dtype
 };
 
-void print_usage(std::FILE* to) {
-  std::fprintf(
-      to,
-      "usage: gqavk-demo [--model CONFIG] [--layers N] [--steps N] [--prompt N] [--batch N]\n"
-      "                  [--block-tokens P] [--device D] [--kv-dtype T]\n"
-      "Decodes a model's attention with one recorded DecodeStep per token: every layer's KV\n"
-      "append and attention, steps pipelined; checks the last step against a float64 reference.\n"
-      "  --model CONFIG   a Hugging Face config.json, or a name in samples/configs (default\n"
-      "                   Llama-3-8B; also Llama-3-70B, Mistral-7B, Qwen2-7B, Qwen3-8B, "
-      "Gemma-2-9B,\n"
-      "                   Gemma-3-12B, gpt-oss-20b, Falcon-7B, Phi-3-mini)\n"
-      "  --layers N       run only the model's first N layers (default: all of them)\n"
-      "  --steps N        decode steps, one new token per sequence each (default 128)\n"
-      "  --prompt N       tokens already in each sequence's cache at the start (default 2048)\n"
-      "  --batch N        sequences decoded together (default 1)\n"
-      "  --block-tokens P tokens per KV cache block, a power of two up to 256 (default 256)\n"
-      "  --device D       device index or name substring (default: GQAVK_DEVICE, else the best\n"
-      "                   device)\n"
-      "  --kv-dtype T     KV storage type of every layer: f32, f16, bf16, q8 or q4 (default: the\n"
-      "                   config's torch_dtype, bf16 for those in samples/configs)\n"
-      "The defaults keep Llama-3-8B under a minute on lavapipe (Mesa's CPU driver, 2 cores):\n"
-      "about 10 s of steps, plus 20 s to compile its pipelines on a first run. On a GPU, try\n"
-      "--prompt 8192 --steps 256 --batch 8. Errors print a message and exit 1 (2 for bad "
-      "flags).\n");
-}
+constexpr const char* kUsage =
+    "usage: gqavk-demo [--model CONFIG] [--layers N] [--steps N] [--prompt N] [--batch N]\n"
+    "                  [--block-tokens P] [--device D] [--kv-dtype T]\n";
 
-[[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr, "gqavk-demo: %s\n", message.c_str());
-  print_usage(stderr);
-  std::exit(2);
-}
+constexpr const char* kDescription =
+    "Decodes a model's attention with one recorded DecodeStep per token: every layer's KV append "
+    "and attention, steps pipelined; checks the last step against a float64 reference.";
 
-uint32_t parse_count(std::string_view flag, std::string_view text, uint32_t min, uint32_t max) {
+constexpr const char* kFooter =
+    "The defaults keep Llama-3-8B under a minute on lavapipe (Mesa's CPU driver, 2 cores): about "
+    "10 s of steps, plus 20 s to compile its pipelines on a first run. On a GPU, try --prompt 8192 "
+    "--steps 256 --batch 8.\n"
+    "Exit status: 0 when the check passes, 1 for an error or a failed check, 2 for bad options.";
+
+// A bad option found after parsing (--layers past the model's): exit 2 with the usage.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A whole number from `min` to `max` given to option `name`.
+uint32_t parse_count(const std::string& name, const std::string& text, uint32_t min, uint32_t max) {
   uint32_t value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) {
-    usage_error(std::string(flag) + " '" + std::string(text) + "' is not valid (expected an " +
-                "integer from " + std::to_string(min) + " to " + std::to_string(max) + ")");
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value < min ||
+      value > max) {
+    throw CLI::ValidationError(name + " '" + text + "' is not valid (expected an integer from " +
+                               std::to_string(min) + " to " + std::to_string(max) + ")");
   }
   return value;
 }
 
-Options parse_options(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      print_usage(stdout);
-      std::exit(0);
-    }
-    if (i + 1 >= argc) usage_error("unknown option or missing value: '" + std::string(arg) + "'");
-    const std::string_view value = argv[++i];
-    if (arg == "--model") {
-      o.model = value;
-    } else if (arg == "--layers") {
-      o.layers = parse_count(arg, value, 1, 1024);
-    } else if (arg == "--steps") {
-      o.steps = parse_count(arg, value, 1, 1u << 20);
-    } else if (arg == "--prompt") {
-      o.prompt = parse_count(arg, value, 0, 1u << 20);
-    } else if (arg == "--batch") {
-      o.batch = parse_count(arg, value, 1, 1024);
-    } else if (arg == "--block-tokens") {
-      o.block_tokens = parse_count(arg, value, 1, 256);
-      if (!std::has_single_bit(o.block_tokens)) {
-        usage_error("--block-tokens '" + std::string(value) + "' is not a power of two");
-      }
-    } else if (arg == "--device") {
-      o.device = value;
-    } else if (arg == "--kv-dtype") {
-      try {
-        o.kv_dtype = gqavk::parse_dtype(value);
-      } catch (const gqavk::Error& e) {
-        usage_error(std::string("--kv-dtype: ") + e.what());
-      }
-    } else {
-      usage_error("unknown option '" + std::string(arg) + "'");
-    }
-  }
-  if (uint64_t{o.prompt} + o.steps > (1u << 20)) {
-    usage_error("--prompt plus --steps is past 1048576 tokens");
-  }
-  return o;
+// An option taking a whole number from `min` to `max` into `value`.
+CLI::Option* add_count(CLI::App& app, const std::string& name, uint32_t& value, uint32_t min,
+                       uint32_t max, const std::string& description) {
+  return app
+      .add_option_function<std::string>(
+          name,
+          [&value, name, min, max](const std::string& text) {
+            value = parse_count(name, text, min, max);
+          },
+          description)
+      ->type_name("N");
+}
+
+void add_options(CLI::App& app, Options& o) {
+  app.add_option("--model", o.model,
+                 "a Hugging Face config.json, or a name in samples/configs (default Llama-3-8B; "
+                 "also Llama-3-70B, Mistral-7B, Qwen2-7B, Qwen3-8B, Gemma-2-9B, Gemma-3-12B, "
+                 "gpt-oss-20b, Falcon-7B, Phi-3-mini)")
+      ->type_name("CONFIG");
+  add_count(app, "--layers", o.layers, 1, 1024,
+            "run only the model's first N layers (default: all of them)");
+  add_count(app, "--steps", o.steps, 1, 1u << 20,
+            "decode steps, one new token per sequence each (default 128)");
+  add_count(app, "--prompt", o.prompt, 0, 1u << 20,
+            "tokens already in each sequence's cache at the start (default 2048)");
+  add_count(app, "--batch", o.batch, 1, 1024, "sequences decoded together (default 1)");
+  app.add_option_function<std::string>(
+         "--block-tokens",
+         [&o](const std::string& text) {
+           o.block_tokens = parse_count("--block-tokens", text, 1, 256);
+           if (!std::has_single_bit(o.block_tokens)) {
+             throw CLI::ValidationError("--block-tokens '" + text + "' is not a power of two");
+           }
+         },
+         "tokens per KV cache block, a power of two up to 256 (default 256)")
+      ->type_name("P");
+  gqavk::tools::add_device_option(app, o.device);
+  gqavk::tools::add_kv_dtype_option(
+      app, o.kv_dtype, "Default: the config's torch_dtype, bf16 for those in samples/configs.");
 }
 
 // A config file: the argument itself when it names a file or looks like a path, else
@@ -392,8 +382,8 @@ int run_demo(const Options& opt) {
   }
   const uint32_t config_layers = static_cast<uint32_t>(model.layers.size());
   if (opt.layers > config_layers) {
-    usage_error("--layers " + std::to_string(opt.layers) + " is more than " + model.name + "'s " +
-                std::to_string(config_layers) + " layers");
+    throw UsageError("--layers " + std::to_string(opt.layers) + " is more than " + model.name +
+                     "'s " + std::to_string(config_layers) + " layers");
   }
   if (opt.layers != 0) model.layers.resize(opt.layers);
   if (opt.kv_dtype) {
@@ -610,9 +600,17 @@ int run_demo(const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Options options = parse_options(argc, argv);
+  Options options;
+  gqavk::tools::Cli cli("gqavk-demo", kUsage, kDescription, kFooter);
+  add_options(cli.app, options);
+  if (const int status = cli.parse(argc, argv); status >= 0) return status;
+  if (uint64_t{options.prompt} + options.steps > (1u << 20)) {
+    return cli.usage_error("--prompt plus --steps is past 1048576 tokens");
+  }
   try {
     return run_demo(options);
+  } catch (const UsageError& e) {
+    return cli.usage_error(e.what());
   } catch (const gqavk::Error& e) {
     std::fprintf(stderr, "gqavk-demo: %s\n", e.what());
     return 1;

@@ -14,12 +14,10 @@
 #include <cstdio>
 #include <exception>
 #include <nlohmann/json.hpp>
-#include <stdexcept>
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include "cli_flags.hpp"
+#include "cli.hpp"
 #include "context_impl.hpp"
 #include "decode_pipelines.hpp"
 #include "gqavk/gqavk.hpp"
@@ -34,43 +32,21 @@ using Json = nlohmann::ordered_json;
 using gqavk::tools::ModelShape;
 
 constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 
 constexpr const char* kUsage =
     "usage: gqavk-info [--device D] [--shape H:32/G:8/D:128/f16 ...] [--pipelines] [--json]\n";
 
-constexpr const char* kHelp =
-    "\n"
-    "Lists every Vulkan device gqavk can use with its capability record (vendor, driver, API\n"
-    "version, type, memory heaps, subgroup sizes and operations, 16-bit support, buffer device\n"
-    "addresses, the limits gqavk relies on, whether it can run work) and the decode and prefill\n"
-    "tunings gqavk picks for each shape.\n"
-    "\n"
-    "  --device D     only the device with this index or name substring (default: all devices)\n"
-    "  --shape S      a model shape, as gqavk-bench names them: H:<query heads>/G:<KV heads>/\n"
-    "                 D:<head dim>/<f32|f16|bf16|q8|q4>, optionally /L:<cache tokens> (default "
-    "16384),\n"
-    "                 /B:<batch> (default 1) and /Dv:<V head dim> (128 with D:192).\n"
-    "                 Repeatable. Default: the tests' model shapes (llama3_8b 32/8/128,\n"
-    "                 qwen2_7b 28/4/128, falcon_7b 71/1/64, qwen2_0_5b 14/2/64, phi3_mini\n"
-    "                 32/32/96, gemma2_9b 16/8/256), in f16 and f32\n"
-    "  --pipelines    build each shape's pipelines (decode, the merge when split, and prefill)\n"
-    "                 on the device and print the driver's statistics for each under the\n"
-    "                 driver's own names (VK_KHR_pipeline_executable_properties; e.g. AMD's\n"
-    "                 VGPRs, spills, Subgroups per SIMD). Lavapipe compiles at first dispatch\n"
-    "                 and reports none.\n"
-    "  --json         print the same facts as one JSON document\n"
-    "  --help         print this help and exit\n"
-    "\n"
-    "GQAVK_KV_LOAD, GQAVK_REDUCTION, GQAVK_VALUES and GQAVK_TIER steer the tuning as they steer\n"
-    "plans. RADV_FORCE_FAMILY=navi21 (or vega10, gfx1100) adds RADV's \"Null hardware\" device,\n"
-    "which compiles for that AMD GPU without one: with --pipelines it shows AMD's register use.\n"
-    "Exit status: 0 on success, 1 when a device or pipeline failed, 2 for bad flags.\n";
+constexpr const char* kDescription =
+    "Lists every Vulkan device gqavk can use with its capability record (vendor, driver, API "
+    "version, type, memory heaps, subgroup sizes and operations, 16-bit support, buffer device "
+    "addresses, the limits gqavk relies on, whether it can run work) and the decode and prefill "
+    "tunings gqavk picks for each shape.";
 
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+constexpr const char* kFooter =
+    "GQAVK_KV_LOAD, GQAVK_REDUCTION, GQAVK_VALUES and GQAVK_TIER steer the tuning as they steer "
+    "plans. RADV_FORCE_FAMILY=navi21 (or vega10, gfx1100) adds RADV's \"Null hardware\" device, "
+    "which compiles for that AMD GPU without one: with --pipelines it shows AMD's register use.\n"
+    "Exit status: 0 on success, 1 when a device or pipeline failed, 2 for bad options.";
 
 struct Options {
   std::string device;  // empty: every device
@@ -78,44 +54,6 @@ struct Options {
   bool pipelines = false;
   bool json = false;
 };
-
-enum class Action { run, help };
-
-Action parse_args(int argc, char** argv, Options& o) {
-  bool seen_device = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") return Action::help;
-    const size_t eq = arg.find('=');
-    const std::string_view name = arg.substr(0, eq);
-    if (name == "--pipelines" || name == "--json") {
-      if (eq != std::string_view::npos) {
-        throw UsageError(std::string(name) + " takes no value");
-      }
-      (name == "--json" ? o.json : o.pipelines) = true;
-      continue;
-    }
-    if (name != "--device" && name != "--shape") {
-      throw UsageError(arg.substr(0, 2) == "--" ? "unknown flag '" + std::string(name) + "'"
-                                                : "unexpected argument '" + std::string(arg) + "'");
-    }
-    const std::string_view value =
-        gqavk::tools::flag_value<UsageError>(arg, name, eq, i, argc, argv);
-    if (name == "--device") {
-      if (seen_device) throw UsageError("--device is given more than once");
-      seen_device = true;
-      o.device = value;
-    } else {
-      try {
-        o.shapes.push_back(gqavk::tools::parse_shape(value));
-      } catch (const gqavk::Error& e) {
-        throw UsageError(std::string("--shape: ") + e.what());
-      }
-    }
-  }
-  if (o.shapes.empty()) o.shapes = gqavk::tools::model_shapes();
-  return Action::run;
-}
 
 // --- gathering: every fact goes into one JSON document, which both outputs print ---
 
@@ -473,16 +411,37 @@ void print_device(const Json& d, bool pipelines) {
 
 int main(int argc, char** argv) {
   Options options;
-  try {
-    if (parse_args(argc, argv, options) == Action::help) {
-      std::printf("%s%s", kUsage, kHelp);
-      return 0;
-    }
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "gqavk-info: %s\n%sRun 'gqavk-info --help' for details.\n", e.what(),
-                 kUsage);
-    return kExitUsage;
-  }
+  gqavk::tools::Cli cli("gqavk-info", kUsage, kDescription, kFooter);
+  CLI::App& app = cli.app;
+  gqavk::tools::add_device_option(app, options.device, "; without it, every device is listed");
+  app.add_option_function<std::vector<std::string>>(
+         "--shape",
+         [&options](const std::vector<std::string>& texts) {
+           for (const std::string& text : texts) {
+             try {
+               options.shapes.push_back(gqavk::tools::parse_shape(text));
+             } catch (const gqavk::Error& e) {
+               throw CLI::ValidationError(std::string("--shape: ") + e.what());
+             }
+           }
+         },
+         "a model shape, as gqavk-bench names them: H:<query heads>/G:<KV heads>/D:<head "
+         "dim>/<f32|f16|bf16|q8|q4>, optionally /L:<cache tokens> (default 16384), /B:<batch> "
+         "(default 1) and /Dv:<V head dim> (128 with D:192). Repeatable. Default: the tests' model "
+         "shapes (llama3_8b 32/8/128, qwen2_7b 28/4/128, falcon_7b 71/1/64, qwen2_0_5b 14/2/64, "
+         "phi3_mini 32/32/96, gemma2_9b 16/8/256), in f16 and f32")
+      ->type_name("S")
+      ->allow_extra_args(false)  // one shape per --shape
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_flag("--pipelines", options.pipelines,
+               "build each shape's pipelines (decode, the merge when split, and prefill) on the "
+               "device and print the driver's statistics for each under the driver's own names "
+               "(VK_KHR_pipeline_executable_properties; e.g. AMD's VGPRs, spills, Subgroups per "
+               "SIMD). Lavapipe compiles at first dispatch and reports none.");
+  gqavk::tools::add_json_flag(app, options.json, "the same facts");
+  if (const int status = cli.parse(argc, argv); status >= 0) return status;
+  if (options.shapes.empty()) options.shapes = gqavk::tools::model_shapes();
+
   try {
     bool failed = false;
     const Json facts = gather(options, &failed);

@@ -6,7 +6,7 @@
 // Q is [B, H, Lq, Dk], K is [B, G, Lk, Dk] and V [B, G, Lk, Dv] (PyTorch
 // scaled_dot_product_attention layout), float32 or float16, C order; O is float32 [B, H, Lq, Dv].
 // Lq == 1 runs decode (DecodePlan, split-K), Lq > 1 prefill (PrefillPlan).
-// Exit status: 0 on success, 1 for bad input files or a failure of the device, 2 for bad flags.
+// Exit status: 0 on success, 1 for bad input files or a failure of the device, 2 for bad options.
 
 #include <algorithm>
 #include <charconv>
@@ -20,58 +20,31 @@
 #include <span>
 #include <stdexcept>
 #include <string>
-#include <string_view>
 #include <system_error>
 #include <vector>
 
-#include "cli_flags.hpp"
+#include "cli.hpp"
 #include "gqavk/gqavk.hpp"
 #include "npy.hpp"
 
 namespace {
 
 constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 
 constexpr const char* kUsage =
     "usage: gqavk-run --q Q.npy --k K.npy --v V.npy --out O.npy [--causal] [--window W]\n"
     "                 [--softcap C] [--sinks S.npy] [--scale S]\n"
     "                 [--kv-dtype f32|f16|bf16|q8|q4] [--device D]\n";
 
-constexpr const char* kHelp =
-    "\n"
-    "Runs grouped-query attention on a Vulkan device and writes the output as .npy.\n"
-    "\n"
-    "  --q Q.npy          queries [B, H, Lq, Dk], float32 or float16, C order\n"
-    "  --k K.npy          keys [B, G, Lk, Dk]; query head h reads KV head h / (H / G)\n"
-    "  --v V.npy          values [B, G, Lk, Dv]; Dv is Dk, or 128 with Dk 192\n"
-    "  --out O.npy        output, float32 [B, H, Lq, Dv]\n"
-    "  --causal           causal attention, bottom-right aligned: query i sits at position\n"
-    "                     Lk - Lq + i and sees keys j <= its position (needs Lq <= Lk).\n"
-    "                     Without it every query sees all Lk keys (cross attention)\n"
-    "  --window W         sliding window of W >= 1 keys: the query at position p sees keys\n"
-    "                     p - W < j <= p (needs --causal when Lq > 1)\n"
-    "  --softcap C        logit softcap C > 0: s = C * tanh(s / C) after scaling\n"
-    "  --sinks S.npy      attention sinks, float32 [H]: one logit per query head that joins\n"
-    "                     the softmax denominator (never scaled or capped)\n"
-    "  --scale S          softmax scale, a finite number > 0 (default 1/sqrt(Dk))\n"
-    "  --kv-dtype T       KV cache storage: f32, f16, bf16 (round to nearest even), q8 (int8,\n"
-    "                     a scale per token and head) or q4 (4-bit, a scale per 32 values;\n"
-    "                     Dk and Dv multiples of 32). Default f16 if K and V are float16,\n"
-    "                     else f32\n"
-    "  --device D         Vulkan device index or name substring (default: GQAVK_DEVICE, else\n"
-    "                     the best device)\n"
-    "  --help             print this help and exit\n"
-    "\n"
-    "Lq == 1 runs one decode step per sequence (the query is the newest token, so --causal\n"
-    "changes nothing); Lq > 1 runs prefill. Flags other than --causal and --help take their\n"
-    "value as the next argument or after '='.\n";
+constexpr const char* kDescription =
+    "Runs grouped-query attention on a Vulkan device and writes the output as .npy.";
 
-// A bad command line: reported with the usage text and exit status 2.
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+constexpr const char* kFooter =
+    "Lq == 1 runs one decode step per sequence (the query is the newest token, so --causal "
+    "changes nothing); Lq > 1 runs prefill. Options other than --causal and --help take their "
+    "value as the next argument or after '='.\n"
+    "Exit status: 0 on success, 1 for bad input files or a failure of the device, 2 for bad "
+    "options.";
 
 struct Options {
   std::string q_path;
@@ -87,132 +60,81 @@ struct Options {
   std::string device;
 };
 
-enum class Action { run, help };
-
-// A finite float > 0 given to `flag` (--scale, --softcap).
-float parse_positive(std::string_view flag, std::string_view text, const char* example) {
+// A finite float > 0 given to `option` (--scale, --softcap).
+float parse_positive(const std::string& option, const std::string& text, const char* example) {
   double value = 0;
   const char* first = text.data();
   const char* last = text.data() + text.size();
   const auto [end, ec] = std::from_chars(first, last, value);
   if (text.empty() || ec == std::errc::invalid_argument || end != last) {
-    throw UsageError(std::string(flag) + " '" + std::string(text) +
-                     "' is not a number (expected a finite number > 0, e.g. " + example + ")");
+    throw CLI::ValidationError(option + " '" + text +
+                               "' is not a number (expected a finite number > 0, e.g. " + example +
+                               ")");
   }
   const auto x = static_cast<float>(value);
   // ec == result_out_of_range covers 1e999 and 1e-999; both end up non-finite or 0 as a float.
   if (ec != std::errc() || !std::isfinite(value) || !std::isfinite(x) || !(x > 0)) {
-    throw UsageError(std::string(flag) + " " + std::string(text) +
-                     " is not valid (expected a finite number > 0 that fits a float)");
+    throw CLI::ValidationError(option + " " + text +
+                               " is not valid (expected a finite number > 0 that fits a float)");
   }
   return x;
 }
 
-uint32_t parse_window(std::string_view text) {
+uint32_t parse_window(const std::string& text) {
   uint64_t value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || value == 0 ||
       value > std::numeric_limits<uint32_t>::max()) {
-    throw UsageError("--window '" + std::string(text) +
-                     "' is not valid (expected a whole number of keys from 1 to 4294967295)");
+    throw CLI::ValidationError("--window '" + text +
+                               "' is not valid (expected a whole number of keys from 1 to "
+                               "4294967295)");
   }
   return static_cast<uint32_t>(value);
 }
 
-gqavk::DType parse_kv_dtype(std::string_view text) {
-  for (gqavk::DType t : {gqavk::DType::f32, gqavk::DType::f16, gqavk::DType::bf16, gqavk::DType::q8,
-                         gqavk::DType::q4}) {
-    if (text == gqavk::to_string(t)) return t;
-  }
-  throw UsageError("--kv-dtype '" + std::string(text) +
-                   "' is not valid (expected f32, f16, bf16, q8 or q4)");
+// The command line of gqavk-run, parsing into `o`.
+void add_options(CLI::App& app, Options& o) {
+  app.add_option("--q", o.q_path, "queries [B, H, Lq, Dk], float32 or float16, C order")
+      ->type_name("Q.npy");
+  app.add_option("--k", o.k_path, "keys [B, G, Lk, Dk]; query head h reads KV head h / (H / G)")
+      ->type_name("K.npy");
+  app.add_option("--v", o.v_path, "values [B, G, Lk, Dv]; Dv is Dk, or 128 with Dk 192")
+      ->type_name("V.npy");
+  app.add_option("--out", o.out_path, "output, float32 [B, H, Lq, Dv]")->type_name("O.npy");
+  app.add_flag("--causal", o.causal,
+               "causal attention, bottom-right aligned: query i sits at position Lk - Lq + i and "
+               "sees keys j <= its position (needs Lq <= Lk). Without it every query sees all Lk "
+               "keys (cross attention)");
+  app.add_option_function<std::string>(
+         "--window", [&o](const std::string& v) { o.window = parse_window(v); },
+         "sliding window of W >= 1 keys: the query at position p sees keys p - W < j <= p (needs "
+         "--causal when Lq > 1)")
+      ->type_name("W");
+  app.add_option_function<std::string>(
+         "--softcap",
+         [&o](const std::string& v) { o.softcap = parse_positive("--softcap", v, "50"); },
+         "logit softcap C > 0: s = C * tanh(s / C) after scaling")
+      ->type_name("C");
+  app.add_option("--sinks", o.sinks_path,
+                 "attention sinks, float32 [H]: one logit per query head that joins the softmax "
+                 "denominator (never scaled or capped)")
+      ->type_name("S.npy");
+  app.add_option_function<std::string>(
+         "--scale", [&o](const std::string& v) { o.scale = parse_positive("--scale", v, "0.125"); },
+         "softmax scale, a finite number > 0 (default 1/sqrt(Dk))")
+      ->type_name("S");
+  gqavk::tools::add_kv_dtype_option(app, o.kv_dtype,
+                                    "Default f16 if K and V are float16, else f32.");
+  gqavk::tools::add_device_option(app, o.device);
 }
 
-// Parses argv into `options`. Each flag takes a value, as the next argument or after '='.
-Action parse_args(int argc, char** argv, Options& options) {
-  bool seen_q = false, seen_k = false, seen_v = false, seen_out = false;
-  bool seen_scale = false, seen_dtype = false, seen_device = false;
-  bool seen_window = false, seen_softcap = false, seen_sinks = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") return Action::help;
-    if (arg.substr(0, 8) == "--causal") {
-      if (arg != "--causal")
-        throw UsageError("--causal takes no value (got '" + std::string(arg) + "')");
-      if (options.causal) throw UsageError("--causal is given more than once");
-      options.causal = true;
-      continue;
-    }
-    if (arg.size() < 3 || arg.substr(0, 2) != "--") {
-      throw UsageError("unexpected argument '" + std::string(arg) +
-                       "' (every input is given with a flag, e.g. --q Q.npy)");
-    }
-    const size_t eq = arg.find('=');
-    const std::string_view name = arg.substr(0, eq);
-
-    bool* seen = nullptr;
-    if (name == "--q") {
-      seen = &seen_q;
-    } else if (name == "--k") {
-      seen = &seen_k;
-    } else if (name == "--v") {
-      seen = &seen_v;
-    } else if (name == "--out") {
-      seen = &seen_out;
-    } else if (name == "--scale") {
-      seen = &seen_scale;
-    } else if (name == "--kv-dtype") {
-      seen = &seen_dtype;
-    } else if (name == "--device") {
-      seen = &seen_device;
-    } else if (name == "--window") {
-      seen = &seen_window;
-    } else if (name == "--softcap") {
-      seen = &seen_softcap;
-    } else if (name == "--sinks") {
-      seen = &seen_sinks;
-    } else {
-      throw UsageError("unknown flag '" + std::string(name) + "'");
-    }
-    if (*seen) throw UsageError(std::string(name) + " is given more than once");
-    *seen = true;
-
-    const std::string_view value =
-        gqavk::tools::flag_value<UsageError>(arg, name, eq, i, argc, argv);
-    // An empty --device means "the default", as in ContextOptions; every other flag needs text.
-    if (value.empty() && name != "--device") {
-      throw UsageError(std::string(name) + " needs a non-empty value");
-    }
-
-    if (name == "--q") {
-      options.q_path = value;
-    } else if (name == "--k") {
-      options.k_path = value;
-    } else if (name == "--v") {
-      options.v_path = value;
-    } else if (name == "--out") {
-      options.out_path = value;
-    } else if (name == "--scale") {
-      options.scale = parse_positive(name, value, "0.125");
-    } else if (name == "--softcap") {
-      options.softcap = parse_positive(name, value, "50");
-    } else if (name == "--window") {
-      options.window = parse_window(value);
-    } else if (name == "--sinks") {
-      options.sinks_path = value;
-    } else if (name == "--kv-dtype") {
-      options.kv_dtype = parse_kv_dtype(value);
-    } else {
-      options.device = value;
-    }
-  }
+// The required options that are missing, as "--q, --out"; empty when all are given.
+std::string missing_options(const CLI::App& app) {
   std::string missing;
-  for (const auto& [seen, flag] : {std::pair{seen_q, "--q"}, std::pair{seen_k, "--k"},
-                                   std::pair{seen_v, "--v"}, std::pair{seen_out, "--out"}}) {
-    if (!seen) missing += missing.empty() ? flag : std::string(", ") + flag;
+  for (const char* name : {"--q", "--k", "--v", "--out"}) {
+    if (app.count(name) == 0) missing += (missing.empty() ? "" : ", ") + std::string(name);
   }
-  if (!missing.empty()) throw UsageError("missing required flag(s): " + missing);
-  return Action::run;
+  return missing;
 }
 
 // Formats a shape the way NumPy prints it: (1, 8, 10, 128).
@@ -449,18 +371,11 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   try {
     Options options;
-    Action action;
-    try {
-      action = parse_args(argc, argv, options);
-    } catch (const UsageError& e) {
-      std::fprintf(stderr, "gqavk-run: %s\n%sRun 'gqavk-run --help' for details.\n", e.what(),
-                   kUsage);
-      return kExitUsage;
-    }
-    if (action == Action::help) {
-      std::fputs(kUsage, stdout);
-      std::fputs(kHelp, stdout);
-      return 0;
+    gqavk::tools::Cli cli("gqavk-run", kUsage, kDescription, kFooter);
+    add_options(cli.app, options);
+    if (const int status = cli.parse(argc, argv); status >= 0) return status;
+    if (const std::string missing = missing_options(cli.app); !missing.empty()) {
+      return cli.usage_error("missing required option(s): " + missing);
     }
     return run(options);
   } catch (const gqavk::Error& e) {

@@ -12,6 +12,7 @@ export DEBIAN_FRONTEND=noninteractive
 # tests run on; glslang-tools and spirv-tools compile and check the shaders at build time;
 # nlohmann-json3-dev (header-only) writes gqavk-info's JSON and reads it back in its test;
 # pkg-config and binutils (nm, readelf) serve the install and exported-symbol tests.
+# libcli11-dev (header-only CLI11) parses every sample's command line.
 PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config binutils
   mesa-vulkan-drivers libvulkan-dev vulkan-tools vulkan-validationlayers

@@ -39,8 +39,9 @@ TEST(InfoCli, HelpNamesEveryOption) {
 
 TEST(InfoCli, BadFlagsExit2) {
   const std::pair<std::vector<std::string>, const char*> cases[] = {
-      {{"--frobnicate"}, "unknown flag '--frobnicate'"},
+      {{"--frobnicate"}, "unknown option '--frobnicate'"},
       {{"extra"}, "unexpected argument 'extra'"},
+      {{"--shape", "H:32/G:8/D:128/f16", "extra"}, "unexpected argument 'extra'"},
       {{"--shape"}, "--shape needs a value"},
       {{"--device"}, "--device needs a value"},
       {{"--device", "0", "--device", "1"}, "--device is given more than once"},

@@ -544,16 +544,16 @@ TEST_F(RunCli, UnwritableOutput) {
 // --- bad command lines: exit 2 with usage ---
 
 TEST_F(RunCli, NoArguments) {
-  expect_usage_error({}, "missing required flag(s): --q, --k, --v, --out");
+  expect_usage_error({}, "missing required option(s): --q, --k, --v, --out");
 }
 
 TEST_F(RunCli, MissingRequiredFlag) {
   expect_usage_error({"--q", "Q.npy", "--k", "K.npy", "--v", "V.npy"},
-                     "missing required flag(s): --out");
+                     "missing required option(s): --out");
 }
 
 TEST_F(RunCli, UnknownFlag) {
-  expect_usage_error(args({"--frobnicate"}), "unknown flag '--frobnicate'");
+  expect_usage_error(args({"--frobnicate"}), "unknown option '--frobnicate'");
 }
 
 TEST_F(RunCli, MissingValueAtEnd) {
@@ -576,7 +576,7 @@ TEST_F(RunCli, BadWindowSoftcapAndCausalFlags) {
 }
 
 TEST_F(RunCli, EmptyValue) {
-  expect_usage_error(args({"--kv-dtype="}), "--kv-dtype needs a non-empty value");
+  expect_usage_error(args({"--kv-dtype="}), "--kv-dtype needs a value");
 }
 
 TEST_F(RunCli, DuplicateFlag) {
@@ -590,7 +590,7 @@ TEST_F(RunCli, PositionalArgument) {
 TEST_F(RunCli, ScaleNotANumber) {
   for (const char* s : {"abc", "0.5x", "", "0x1p3"}) {
     expect_usage_error(args({std::string("--scale=") + s}),
-                       *s ? "is not a number" : "--scale needs a non-empty value");
+                       *s ? "is not a number" : "--scale needs a value");
   }
 }
 
