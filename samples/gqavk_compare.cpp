@@ -4,7 +4,6 @@
 // results into one report.
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -15,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
 #include "compare_report.hpp"
 #include "gqavk/gqavk.h"
 #include "gqavk/gqavk.hpp"
@@ -271,11 +271,16 @@ int main(int argc, char** argv) {
   std::string device, out_dir = "gqavk-compare-out";
   bool all = false, quick = false;
   std::vector<std::string> merge;
-  CLI::App app{
-      "gqavk-compare: the same GQA attention on one or more Vulkan devices, each point against the "
-      "read bandwidth and FMA rate measured on that device in the same run. Writes results.csv, "
-      "results.json, report.md and SVG plots into --out."};
-  app.add_option("--device", device, "device index or name substring (default: the best one)");
+  gqavk::tools::Cli cli(
+      "gqavk-compare",
+      "usage: gqavk-compare [--quick] [--device D | --all] [--out DIR] [--model CONFIG] [sweep "
+      "options]\n       gqavk-compare --merge A.json B.json ... [--out DIR]\n",
+      "The same GQA attention on one or more Vulkan devices, each point against the read "
+      "bandwidth and FMA rate measured on that device in the same run. Writes results.csv, "
+      "results.json, report.md and SVG plots into --out.",
+      "");
+  CLI::App& app = cli.app;
+  gqavk::tools::add_device_option(app, device);
   app.add_flag("--all", all, "every device that can run work");
   app.add_option("--out", out_dir, "folder for results.csv, results.json, report.md, *.svg")
       ->capture_default_str();
@@ -296,7 +301,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--reps", sw.reps, "timed runs per point (the best counts)")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (const int status = cli.parse(argc, argv); status >= 0) return status;
 
   try {
     if (!merge.empty()) {

@@ -1,30 +1,40 @@
 // gqavk-convert: turns an MHA (or GQA) checkpoint into a GQA one with fewer KV heads, mean-pooling
 // each group's key and value projections (samples/convert.hpp).
-#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
 
+#include "cli.hpp"
 #include "convert.hpp"
 
 int main(int argc, char** argv) {
   gqavk::convert::Options o;
-  CLI::App app{
-      "gqavk-convert: mean-pools the key and value projections of an MHA checkpoint into G KV "
-      "heads (the GQA paper's conversion before uptraining). Reads and writes safetensors (F32, "
-      "F16, BF16; one file or shards with model.safetensors.index.json) and writes config.json "
-      "with num_key_value_heads = G; other files are copied."};
+  gqavk::tools::Cli cli(
+      "gqavk-convert",
+      "usage: gqavk-convert --in DIR --out DIR --kv-heads G [--key-pattern RE] [--value-pattern "
+      "RE]\n",
+      "Mean-pools the key and value projections of an MHA checkpoint into G KV heads (the GQA "
+      "paper's conversion before uptraining). Reads and writes safetensors (F32, F16, BF16; one "
+      "file or shards with model.safetensors.index.json) and writes config.json with "
+      "num_key_value_heads = G; other files are copied.",
+      "");
+  CLI::App& app = cli.app;
   app.add_option("--in", o.in_dir, "folder with config.json and model.safetensors (or shards)")
+      ->type_name("DIR")
       ->required();
-  app.add_option("--out", o.out_dir, "folder to write the converted checkpoint to")->required();
+  app.add_option("--out", o.out_dir, "folder to write the converted checkpoint to")
+      ->type_name("DIR")
+      ->required();
   app.add_option("--kv-heads", o.kv_heads, "G, the KV heads to keep (divides the checkpoint's)")
+      ->type_name("G")
       ->required();
   app.add_option("--key-pattern", o.key_pattern,
-                 "regex of the key projection tensors' names (weights and biases)")
-      ->capture_default_str();
+                 "regex of the key projection tensors' names, weights and biases (default: "
+                 "the Llama family's k_proj)")
+      ->type_name("RE");
   app.add_option("--value-pattern", o.value_pattern,
-                 "regex of the value projection tensors' names (weights and biases)")
-      ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+                 "regex of the value projection tensors' names (default: v_proj)")
+      ->type_name("RE");
+  if (const int status = cli.parse(argc, argv); status >= 0) return status;
   try {
     const gqavk::convert::Report r = gqavk::convert::run(o);
     std::printf(
