@@ -158,6 +158,24 @@ TEST(CompareCli, QuickSweepWritesAReportAndMergeJoinsMachines) {
   expect_plot_carries(dir / "merged" / "decode_tokens.svg", series);
   EXPECT_THAT(read_text(dir / "merged" / "report.md"), HasSubstr("| Other GPU <B&W> |"));
 
+  // One model's whole attention through the decode step.
+  std::ofstream(dir / "tiny.json") << R"({"model_type": "llama", "num_attention_heads": 8,
+      "num_key_value_heads": 2, "hidden_size": 512, "num_hidden_layers": 2,
+      "torch_dtype": "float16"})";
+  const auto model =
+      gqavk::test::run_command({GQAVK_COMPARE_PATH, "--quick", "--model",
+                                (dir / "tiny.json").string(), "--out", (dir / "model").string()});
+  ASSERT_EQ(model.code, 0) << model.err;
+  const Json model_results = Json::parse(read_text(dir / "model" / "results.json"));
+  ASSERT_EQ(model_results["points"].size(), 1u);
+  const Json& mp = model_results["points"][0];
+  EXPECT_EQ(mp["mode"], "model");
+  EXPECT_EQ(mp["config"], "tiny");
+  EXPECT_EQ(mp["status"], "ok");
+  EXPECT_EQ(mp["layers"], 2);
+  EXPECT_GT(mp["tokens_per_s"].get<double>(), 0.0);
+  expect_plot_carries(dir / "model" / "model_tokens.svg", expected_series(model_results, "model"));
+
   // Bad input is named.
   std::ofstream(dir / "bad.json") << R"({"schema": "something-else/2"})";
   const auto bad_schema = gqavk::test::run_command(
