@@ -18,6 +18,7 @@
 #include "compare_report.hpp"
 #include "gqavk/gqavk.h"
 #include "gqavk/gqavk.hpp"
+#include "model_configs.hpp"
 #include "reference.hpp"
 #include "roofline.hpp"
 
@@ -288,7 +289,9 @@ int main(int argc, char** argv) {
                "a small sweep for a first look and for tests: H 8, D 64, f16, batch 1, decode of "
                "G 8, 2 and 1 at 128 and 512 tokens, prefill of G 2 at 128");
   app.add_option("--merge", merge, "results.json files of several runs: one report of them all");
-  app.add_option("--model", sw.model, "a config.json: the whole model through the decode step");
+  app.add_option(
+      "--model", sw.model,
+      "a config.json, or a name in samples/configs: the whole model through the decode step");
   app.add_option("--heads", sw.heads, "H, query heads; G sweeps H, H/4, H/8 and 1")
       ->capture_default_str();
   app.add_option("--head-dim", sw.head_dim, "D")->capture_default_str();
@@ -345,7 +348,10 @@ int main(int argc, char** argv) {
       if (b == 0) throw std::runtime_error("--batches has 0 (expected sizes >= 1)");
     }
     std::optional<gqavk::ModelDesc> model;
-    if (!sw.model.empty()) model = gqavk::ModelDesc::load_hf_config(sw.model);
+    if (!sw.model.empty()) {
+      model =
+          gqavk::ModelDesc::load_hf_config(gqavk::tools::config_path(sw.model, GQAVK_CONFIGS_DIR));
+    }
 
     std::vector<std::string> selectors;
     if (all) {

@@ -28,6 +28,7 @@
 
 #include "cli.hpp"
 #include "gqavk/gqavk.hpp"
+#include "model_configs.hpp"
 #include "reference.hpp"
 
 #ifndef GQAVK_CONFIGS_DIR
@@ -135,27 +136,6 @@ void add_options(CLI::App& app, Options& o) {
   gqavk::tools::add_device_option(app, o.device);
   gqavk::tools::add_kv_dtype_option(
       app, o.kv_dtype, "Default: the config's torch_dtype, bf16 for those in samples/configs.");
-}
-
-// A config file: the argument itself when it names a file or looks like a path, else
-// samples/configs/<name>.json.
-std::string config_path(const std::string& model) {
-  const std::filesystem::path p(model);
-  if (std::filesystem::exists(p) || p.has_parent_path() || p.extension() == ".json") return model;
-  return std::string(GQAVK_CONFIGS_DIR) + "/" + model + ".json";
-}
-
-// The names samples/configs offers, for an error message.
-std::string config_names() {
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(GQAVK_CONFIGS_DIR, ec)) {
-    if (e.path().extension() == ".json") names.push_back(e.path().stem().string());
-  }
-  std::sort(names.begin(), names.end());
-  std::string text;
-  for (const std::string& n : names) text += (text.empty() ? "" : ", ") + n;
-  return text;
 }
 
 // Cheap deterministic uniform numbers in [-1, 1) (splitmix64); the demo draws millions of them.
@@ -368,7 +348,7 @@ int run_demo(const Options& opt) {
   const auto t_setup = std::chrono::steady_clock::now();
 
   // The model first: a bad config fails before any device work.
-  const std::string path = config_path(opt.model);
+  const std::string path = gqavk::tools::config_path(opt.model, GQAVK_CONFIGS_DIR);
   gqavk::ModelDesc model;
   try {
     model = gqavk::ModelDesc::load_hf_config(path);
@@ -376,7 +356,7 @@ int run_demo(const Options& opt) {
     std::fprintf(stderr, "gqavk-demo: %s\n", e.what());
     if (path != opt.model) {
       std::fprintf(stderr, "gqavk-demo: models in %s: %s\n", GQAVK_CONFIGS_DIR,
-                   config_names().c_str());
+                   gqavk::tools::config_names(GQAVK_CONFIGS_DIR).c_str());
     }
     return 1;
   }

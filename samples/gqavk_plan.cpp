@@ -30,6 +30,7 @@
 #include "cli.hpp"
 #include "gqavk/gqavk.hpp"
 #include "kv_plan.hpp"
+#include "model_configs.hpp"
 
 #ifndef GQAVK_CONFIGS_DIR
 #error "GQAVK_CONFIGS_DIR must name samples/configs"
@@ -114,27 +115,6 @@ uint64_t parse_bytes(const std::string& text) {
   if (!(bytes >= 1)) throw bad("less than one byte");
   if (!(bytes < 0x1p64)) throw bad("more than 2^64 bytes");
   return static_cast<uint64_t>(bytes);
-}
-
-// The config file: the argument itself when it names a file or looks like a path, else
-// samples/configs/<name>.json.
-std::string config_path(const std::string& config) {
-  const std::filesystem::path p(config);
-  if (std::filesystem::exists(p) || p.has_parent_path() || p.extension() == ".json") return config;
-  return std::string(GQAVK_CONFIGS_DIR) + "/" + config + ".json";
-}
-
-// The names samples/configs offers, for an error message.
-std::string config_names() {
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(GQAVK_CONFIGS_DIR, ec)) {
-    if (e.path().extension() == ".json") names.push_back(e.path().stem().string());
-  }
-  std::sort(names.begin(), names.end());
-  std::string text;
-  for (const std::string& n : names) text += (text.empty() ? "" : ", ") + n;
-  return text;
 }
 
 // The budget: --memory, else the largest device-local heap of the chosen device.
@@ -340,7 +320,7 @@ int main(int argc, char** argv) {
   if (const int status = cli.parse(argc, argv); status >= 0) return status;
 
   try {
-    const std::string path = config_path(o.config);
+    const std::string path = gqavk::tools::config_path(o.config, GQAVK_CONFIGS_DIR);
     gqavk::ModelDesc model;
     try {
       model = gqavk::ModelDesc::load_hf_config(path);
@@ -348,7 +328,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "gqavk-plan: %s\n", e.what());
       if (path != o.config) {
         std::fprintf(stderr, "gqavk-plan: '%s' is no file; models in %s: %s\n", o.config.c_str(),
-                     GQAVK_CONFIGS_DIR, config_names().c_str());
+                     GQAVK_CONFIGS_DIR, gqavk::tools::config_names(GQAVK_CONFIGS_DIR).c_str());
       }
       return kExitFailure;
     }
