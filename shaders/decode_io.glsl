@@ -44,7 +44,7 @@ void split_keys(uint b, uint split, out uint k_begin, out uint k_end) {
 // for query head `head`: with DIRECT_OUT the output, its sink folded in; else the split's own row.
 float out_factor(uint head, float m, float l) {
   if (DIRECT_OUT && pc.has_sinks != 0u) return sink_factor(m, l, sinks[head]);
-  return l > 0.0 ? 1.0 / l : 0.0;
+  return l != 0.0 ? 1.0 / l : 0.0;
 }
 
 #include "kv_layout.glsl"

@@ -3,7 +3,8 @@
 // o = sum_s w_s o_s / (sum_s w_s + sink) with w_s = l_s * exp(m_s - m), m the largest m_s (and the
 // row's sink logit, when there are sinks), sink = exp(sink logit - m): the sink joins each row once
 // here, never per split. Splits that saw no key (l_s == 0) weigh nothing; a row with no key at all
-// yields zeros. Fixed order: deterministic.
+// yields zeros. A NaN l_s (a NaN key or value) is not "no key": it reaches the output. Fixed order:
+// deterministic.
 #extension GL_GOOGLE_include_directive : require
 #include "softmax.glsl"
 
@@ -28,21 +29,21 @@ void main() {
   float m = M_START;
   for (uint s = 0; s < pc.splits; ++s) {
     const vec2 st = ml[row * pc.splits + s];
-    if (st.y > 0.0) m = max(m, st.x);
+    if (st.y != 0.0) m = max(m, st.x);
   }
   float total = 0.0;
   for (uint s = 0; s < pc.splits; ++s) {
     const vec2 st = ml[row * pc.splits + s];
-    if (st.y > 0.0) total += st.y * exp(st.x - m);
+    if (st.y != 0.0) total += st.y * exp(st.x - m);
   }
   // o below is the row's unnormalised sum against m, total its denominator.
   const float f = pc.has_sinks != 0u ? sink_factor(m, total, sinks[row % pc.q_heads])
-                                     : (total > 0.0 ? 1.0 / total : 0.0);
+                                     : (total != 0.0 ? 1.0 / total : 0.0);
   for (uint i = gl_LocalInvocationID.x; i < QV; i += gl_WorkGroupSize.x) {
     vec4 o = vec4(0.0);
     for (uint s = 0; s < pc.splits; ++s) {
       const vec2 st = ml[row * pc.splits + s];
-      if (st.y > 0.0) o += (st.y * exp(st.x - m)) * partial[(row * pc.splits + s) * QV + i];
+      if (st.y != 0.0) o += (st.y * exp(st.x - m)) * partial[(row * pc.splits + s) * QV + i];
     }
     o_out[row * QV + i] = o * f;
   }

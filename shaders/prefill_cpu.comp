@@ -192,7 +192,7 @@ void main() {
       const uint rh = r * HEADS + h;
       const float l = l_run[rh];
       const float f = pc.has_sinks != 0u ? sink_factor(m_run[rh], l, sinks[head])
-                                         : (l > 0.0 ? 1.0 / l : 0.0);
+                                         : (l != 0.0 ? 1.0 / l : 0.0);
       const uint row = first_row + head * lq + query[r];
       [[unroll]] for (uint c = 0; c < QV; ++c) o_out[row * QV + c] = acc[rh * QV + c] * f;
     }

@@ -253,7 +253,7 @@ void main() {
   [[unroll]] for (uint r = 0; r < RPL; ++r) {
     if (!live[r]) continue;
     const float f = pc.has_sinks != 0u ? sink_factor(m_run[r], l_run[r], sinks[head[r]])
-                                       : (l_run[r] > 0.0 ? 1.0 / l_run[r] : 0.0);
+                                       : (l_run[r] != 0.0 ? 1.0 / l_run[r] : 0.0);
     const uint o_row = first_row + head[r] * lq + query[r];
     [[unroll]] for (uint i = 0; i < CV; ++i) {
       const uint v = part + i * T;

@@ -20,7 +20,7 @@ float apply_softcap(float s, float c) {
 // a sink logit: returns f with o = acc * f. The sink adds exp(sink - m') to the denominator and
 // nothing to the output (m' = max(m, sink)). A row that saw no key (l == 0) yields zeros.
 float sink_factor(float m, float l, float sink) {
-  if (l <= 0.0) return 0.0;
+  if (l == 0.0) return 0.0;  // no key; a NaN l (a NaN input) propagates
   const float m2 = max(m, sink);
   const float keep = exp(m - m2);
   return keep / (l * keep + exp(sink - m2));
