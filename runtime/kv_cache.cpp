@@ -71,8 +71,19 @@ void size_cache(const KvCacheDesc& desc, ImplOf<KvCache>& c) {
   if (c.desc.v_head_dim == 0) c.desc.v_head_dim = desc.head_dim;
   c.block_shift = 0;
   while ((1u << c.block_shift) < desc.block_tokens) ++c.block_shift;
-  c.blocks_per_seq = (desc.capacity_tokens + desc.block_tokens - 1) / desc.block_tokens;
+  c.blocks_per_seq = static_cast<uint32_t>(
+      (uint64_t{desc.capacity_tokens} + desc.block_tokens - 1) / desc.block_tokens);
   const uint64_t table_entries = c.table_entries();
+  // The kernels index block tables, blocks and the texels of a block with 32-bit integers.
+  if (table_entries > 0xffffffffu) {
+    throw Error(ErrorCode::invalid_argument,
+                "block tables of " + std::to_string(desc.batch) + " sequences x " +
+                    std::to_string(desc.layers) + " layers x " +
+                    std::to_string(c.blocks_per_seq) + " blocks need " +
+                    std::to_string(table_entries) +
+                    " entries, past 2^32 (use fewer sequences, layers or capacity_tokens, or "
+                    "larger blocks)");
+  }
   if (c.desc.pool_blocks == 0) {
     // Every slot can fill its capacity in every layer, plus the reserved zero block.
     if (table_entries + 1 > 0xffffffffu) {
@@ -88,6 +99,15 @@ void size_cache(const KvCacheDesc& desc, ImplOf<KvCache>& c) {
   c.row_v = c.desc.v_head_dim / values_per_texel(desc.dtype);
   c.scale_words_k = static_cast<uint32_t>(scale_bytes(desc.dtype, desc.head_dim) / 4);
   c.scale_words_v = static_cast<uint32_t>(scale_bytes(desc.dtype, c.desc.v_head_dim) / 4);
+  // One block's texels, in 64 bits first: the kernels' 32-bit texel index must hold them.
+  const uint64_t row_texels = uint64_t{c.row_k} + c.row_v + 1;  // + 1: the scales, at most
+  if (uint64_t{desc.kv_heads} * row_texels * desc.block_tokens > 0x7fffffffu) {
+    throw Error(ErrorCode::invalid_argument,
+                "a block of " + std::to_string(desc.kv_heads) + " KV heads x " +
+                    std::to_string(desc.block_tokens) + " tokens x " +
+                    std::to_string(desc.head_dim) + "+" + std::to_string(c.desc.v_head_dim) +
+                    " values is past 2^31 texels (expected fewer kv_heads or block_tokens)");
+  }
   c.block_bytes = 16ull * kv_block::kv_block_texels(desc.kv_heads, c.block_shift, c.row_k, c.row_v,
                                                     c.scale_words_k, c.scale_words_v);
 }
@@ -126,6 +146,17 @@ KvCache::KvCache(Context& context, const KvCacheDesc& desc, const DeviceBuffer* 
 
   const DeviceInfo& dev = c.ctx->info;
   check_pool_allocation(dev, pool_bytes);
+  // The block tables are one storage buffer: checked before anything is allocated.
+  const uint64_t table_bytes = c.table_entries() * sizeof(uint32_t);
+  if (table_bytes > dev.max_storage_buffer_range || table_bytes > dev.max_memory_allocation_size) {
+    throw Error(ErrorCode::unsupported,
+                "block tables of " + std::to_string(table_bytes) + " bytes (" +
+                    std::to_string(desc.batch) + " sequences x " + std::to_string(desc.layers) +
+                    " layers x " + std::to_string(c.blocks_per_seq) + " blocks) exceed " +
+                    dev.name + "'s maxStorageBufferRange of " +
+                    std::to_string(dev.max_storage_buffer_range) +
+                    " bytes (use fewer sequences, layers or capacity_tokens, or larger blocks)");
+  }
   uint64_t limit = 0;
   for (LoadPath path : kAllLoadPaths) limit = std::max(limit, max_binding_bytes(dev, path));
   if (pool_bytes > limit) {

@@ -617,5 +617,55 @@ TEST(NoDriver, ContextReportsNoDevice) {
   EXPECT_NE(output.find("[  PASSED  ] 1 test"), std::string::npos) << output;
 }
 
+// Sizes past what the kernels index (32-bit tables and texels) or what the device holds are
+// refused with the limit named, before anything is allocated; plan_memory never wraps around.
+TEST_F(Errors, LimitsBeforeAllocation) {
+  KvCacheDesc d;
+  d.kv_heads = 8;
+  d.head_dim = 128;
+  d.capacity_tokens = 4096;
+  KvCacheDesc huge = d;
+  huge.batch = 0xffffffffu;
+  huge.capacity_tokens = 0xffffffffu;  // + block_tokens - 1 used to wrap to a 0-block table
+  EXPECT_TRUE(throws_error([&] { KvCache::plan_memory(huge); }, ErrorCode::invalid_argument,
+                           {"4294967295 sequences", "past 2^32"}));
+  KvCacheDesc heads = d;
+  heads.kv_heads = 0xffffffffu;
+  EXPECT_TRUE(throws_error([&] { KvCache::plan_memory(heads); }, ErrorCode::invalid_argument,
+                           {"4294967295 KV heads", "past 2^31 texels"}));
+  KvCacheDesc layers = d;
+  layers.layers = 0xffffffffu;
+  layers.pool_blocks = 100;
+  EXPECT_TRUE(throws_error([&] { KvCache::plan_memory(layers); }, ErrorCode::invalid_argument,
+                           {"4294967295 layers", "past 2^32"}));
+  const DeviceInfo& dev = context().device();
+  EXPECT_TRUE(throws_error([&] { DeviceBuffer b(context(), dev.max_memory_allocation_size + 16); },
+                           ErrorCode::unsupported, {"maxMemoryAllocationSize"}));
+  // Block tables past one storage binding: few blocks in the pool, a table of 2^30 bytes.
+  KvCacheDesc tables = d;
+  tables.batch = 1u << 16;
+  tables.layers = 1u << 8;
+  tables.capacity_tokens = 16 * 256;
+  tables.pool_blocks = 2;
+  if (uint64_t{1} << 30 > dev.max_storage_buffer_range) {
+    EXPECT_TRUE(throws_error([&] { KvCache c(context(), tables); }, ErrorCode::unsupported,
+                             {"block tables of 1073741824 bytes", "maxStorageBufferRange"}));
+  }
+  KvCacheDesc small;
+  small.kv_heads = 1;
+  small.head_dim = 64;
+  small.capacity_tokens = 64;
+  small.dtype = DType::f32;
+  KvCache cache(context(), small);
+  PrefillDesc pd;
+  pd.q_heads = 1u << 24;
+  EXPECT_TRUE(throws_error([&] { PrefillPlan p(context(), cache, pd); }, ErrorCode::unsupported,
+                           {"maxComputeWorkGroupCount"}));
+  DecodeDesc dd;
+  dd.q_heads = 0x80000000u;
+  EXPECT_TRUE(throws_error([&] { DecodePlan p(context(), cache, dd); }, ErrorCode::unsupported,
+                           {"maxStorageBufferRange"}));
+}
+
 }  // namespace
 }  // namespace gqavk::test
