@@ -3,6 +3,7 @@
 #include <string>
 #include <utility>
 
+#include "fault.hpp"
 #include "vk_util.hpp"
 
 namespace gqavk {
@@ -50,7 +51,9 @@ Buffer::Buffer(VkPhysicalDevice phys, VkDevice device, BufferKind kind, uint64_t
     VkMemoryAllocateFlagsInfo flags{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO};
     flags.flags = VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT;
     if (device_address && kind == BufferKind::device_local) alloc.pNext = &flags;
-    VkResult r = vkAllocateMemory(device, &alloc, nullptr, &memory_);
+    VkResult r = fault::hit(fault::Site::memory)
+                     ? VK_ERROR_OUT_OF_DEVICE_MEMORY
+                     : vkAllocateMemory(device, &alloc, nullptr, &memory_);
     if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY) {
       throw Error(ErrorCode::out_of_memory,
                   std::string(what) + ": cannot allocate " + std::to_string(bytes) +

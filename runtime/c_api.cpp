@@ -92,6 +92,8 @@ gqavk_status status_of(ErrorCode code) {
       return GQAVK_ERROR_VULKAN;
     case ErrorCode::out_of_blocks:
       return GQAVK_ERROR_OUT_OF_BLOCKS;
+    case ErrorCode::device_lost:
+      return GQAVK_ERROR_DEVICE_LOST;
   }
   return GQAVK_ERROR_INTERNAL;
 }
@@ -368,6 +370,8 @@ const char* gqavk_status_string(gqavk_status status) {
       return "GQAVK_ERROR_IN_USE";
     case GQAVK_ERROR_INTERNAL:
       return "GQAVK_ERROR_INTERNAL";
+    case GQAVK_ERROR_DEVICE_LOST:
+      return "GQAVK_ERROR_DEVICE_LOST";
     default:
       return "unknown gqavk_status";
   }

@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "fault.hpp"
 #include "vk_util.hpp"
 
 namespace gqavk {
@@ -14,6 +15,7 @@ constexpr uint64_t kFenceTimeoutNs = 300ull * 1000 * 1000 * 1000;
 }  // namespace
 
 void queue_submit(const QueueLock& lock, VkQueue queue, const VkSubmitInfo& info, VkFence fence) {
+  if (fault::hit(fault::Site::submit)) vk_check(VK_ERROR_DEVICE_LOST, "vkQueueSubmit");
   if (lock.lock) lock.lock();
   const VkResult r = vkQueueSubmit(queue, 1, &info, fence);
   if (lock.unlock) lock.unlock();
@@ -73,7 +75,8 @@ void Submitter::run(const std::function<void(VkCommandBuffer)>& record) {
   static const QueueLock no_lock;
   const QueueLock& lock = lock_ ? *lock_ : no_lock;
   queue_submit(lock, queue_, submit, fence_);
-  const VkResult r = vkWaitForFences(device_, 1, &fence_, VK_TRUE, kFenceTimeoutNs);
+  VkResult r = vkWaitForFences(device_, 1, &fence_, VK_TRUE, kFenceTimeoutNs);
+  if (r == VK_SUCCESS && fault::hit(fault::Site::submit)) r = VK_ERROR_DEVICE_LOST;
   if (r == VK_TIMEOUT) {
     queue_wait_idle(lock, queue_);  // only gqavk's queue: the device may be the application's
     throw Error(ErrorCode::vulkan, "GPU work did not finish within " +

@@ -372,6 +372,15 @@ Context::Impl::~Impl() {
   if (instance != VK_NULL_HANDLE) vkDestroyInstance(instance, nullptr);
 }
 
+void Context::Impl::require_not_lost() const {
+  if (!lost) return;
+  throw Error(ErrorCode::device_lost,
+              "device '" + info.name +
+                  "' was lost (VK_ERROR_DEVICE_LOST earlier): destroy what was made from this "
+                  "Context and the Context, and make a new one",
+              static_cast<int>(VK_ERROR_DEVICE_LOST));
+}
+
 void Context::Impl::require_can_run(const char* what) const {
   if (info.can_run) return;
   throw Error(ErrorCode::unsupported,

@@ -13,6 +13,7 @@
 #include "buffer.hpp"
 #include "commands.hpp"
 #include "gqavk/context.hpp"
+#include "gqavk/error.hpp"
 #include "impl_access.hpp"
 #include "pipeline.hpp"
 
@@ -38,6 +39,8 @@ struct GQAVK_HIDDEN Context::Impl {
 
   std::function<void(std::string_view)> on_validation_message;
   std::atomic<uint32_t> validation_messages{0};
+  // Set once a Vulkan call reports VK_ERROR_DEVICE_LOST: every later submission is refused.
+  std::atomic<bool> lost{false};
 
   static constexpr uint64_t kStagingMaxBytes = 64ull << 20;
 
@@ -64,8 +67,16 @@ struct GQAVK_HIDDEN Context::Impl {
   // Records, submits and waits.
   void submit(const std::function<void(VkCommandBuffer)>& record) {
     require_can_run("submitting work");
-    submitter->run(record);
+    require_not_lost();
+    try {
+      submitter->run(record);
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::device_lost) lost = true;
+      throw;
+    }
   }
+  // Throws gqavk::Error (device_lost) once the device was lost.
+  void require_not_lost() const;
   // The staging buffer, at least min(bytes, kStagingMaxBytes) large.
   Buffer& staging_for(uint64_t bytes);
   // Copies host bytes into dst at offset (through staging, in chunks).

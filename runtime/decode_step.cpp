@@ -18,6 +18,7 @@
 #include "decode_pipelines.hpp"
 #include "decode_step_impl.hpp"
 #include "device_buffer_impl.hpp"
+#include "fault.hpp"
 #include "kv_append.hpp"
 #include "vk_util.hpp"
 
@@ -275,7 +276,12 @@ void DecodeStep::Impl::wait_frame(uint32_t f) {
   info.semaphoreCount = 1;
   info.pSemaphores = &fr.semaphore;
   info.pValues = &fr.value;
-  const VkResult r = vkWaitSemaphores(ctx->device, &info, kWaitTimeoutNs);
+  VkResult r = vkWaitSemaphores(ctx->device, &info, kWaitTimeoutNs);
+  if (r == VK_SUCCESS && fault::hit(fault::Site::submit)) r = VK_ERROR_DEVICE_LOST;
+  if (r == VK_ERROR_DEVICE_LOST) {
+    ctx->lost = true;
+    fr.state = FrameState::idle;  // nothing more will run: nothing to wait for
+  }
   if (r == VK_TIMEOUT) {
     throw Error(ErrorCode::vulkan, "step " + str(fr.ticket) + " did not finish within " +
                                        str(kWaitTimeoutNs / 1000000000ull) + " s");
@@ -444,6 +450,7 @@ void DecodeStep::Impl::check_inputs(std::span<const uint32_t> seqs, size_t q, si
 
 uint64_t DecodeStep::Impl::prepare(std::span<const uint32_t> seqs, std::span<const float> q,
                                    std::span<const float> k, std::span<const float> v) {
+  ctx->require_not_lost();
   check_inputs(seqs, q.size(), k.size(), v.size());
   for (size_t i = 0; i < q.size(); ++i) {
     if (!std::isfinite(q[i])) {
@@ -534,7 +541,12 @@ void DecodeStep::Impl::submit(uint32_t f, const StepSync& sync) {
   info.pCommandBuffers = &fr.cmd;
   info.signalSemaphoreCount = tl.signalSemaphoreValueCount;
   info.pSignalSemaphores = signals;
-  queue_submit(ctx->queue_lock, ctx->queue, info, VK_NULL_HANDLE);
+  try {
+    queue_submit(ctx->queue_lock, ctx->queue, info, VK_NULL_HANDLE);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::device_lost) ctx->lost = true;
+    throw;
+  }
   fr.semaphore = timeline;
   fr.value = fr.ticket;
   fr.state = FrameState::in_flight;

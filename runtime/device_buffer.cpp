@@ -32,11 +32,12 @@ DeviceBuffer::DeviceBuffer(Context& context, uint64_t bytes) : impl_(std::make_u
   impl_->ctx = &impl_of(context);
   const DeviceInfo& dev = impl_->ctx->info;
   if (bytes > dev.max_memory_allocation_size || bytes > dev.max_buffer_size) {
-    throw Error(ErrorCode::unsupported,
-                "DeviceBuffer of " + std::to_string(bytes) + " bytes exceeds " + dev.name +
-                    "'s maxMemoryAllocationSize of " +
-                    std::to_string(dev.max_memory_allocation_size) + " bytes (one buffer is one "
-                    "allocation)");
+    throw Error(ErrorCode::unsupported, "DeviceBuffer of " + std::to_string(bytes) +
+                                            " bytes exceeds " + dev.name +
+                                            "'s maxMemoryAllocationSize of " +
+                                            std::to_string(dev.max_memory_allocation_size) +
+                                            " bytes (one buffer is one "
+                                            "allocation)");
   }
   // With a device address where the device has them, so the buffer can hold a KV pool too.
   impl_->buffer = impl_->ctx->make_buffer(BufferKind::device_local, bytes, "device buffer",

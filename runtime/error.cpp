@@ -21,6 +21,8 @@ const char* to_string(ErrorCode code) noexcept {
       return "vulkan";
     case ErrorCode::out_of_blocks:
       return "out_of_blocks";
+    case ErrorCode::device_lost:
+      return "device_lost";
   }
   return "unknown";
 }
@@ -67,7 +69,8 @@ void vk_check(VkResult r, const char* what) {
   if (r == VK_SUCCESS) return;
   const ErrorCode code = (r == VK_ERROR_OUT_OF_HOST_MEMORY || r == VK_ERROR_OUT_OF_DEVICE_MEMORY)
                              ? ErrorCode::out_of_memory
-                             : ErrorCode::vulkan;
+                         : r == VK_ERROR_DEVICE_LOST ? ErrorCode::device_lost
+                                                     : ErrorCode::vulkan;
   throw Error(code,
               std::string(what) + " failed: " + vk_result_name(r) + " (" +
                   std::to_string(static_cast<int>(r)) + ")",

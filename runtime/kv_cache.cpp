@@ -78,9 +78,8 @@ void size_cache(const KvCacheDesc& desc, ImplOf<KvCache>& c) {
   if (table_entries > 0xffffffffu) {
     throw Error(ErrorCode::invalid_argument,
                 "block tables of " + std::to_string(desc.batch) + " sequences x " +
-                    std::to_string(desc.layers) + " layers x " +
-                    std::to_string(c.blocks_per_seq) + " blocks need " +
-                    std::to_string(table_entries) +
+                    std::to_string(desc.layers) + " layers x " + std::to_string(c.blocks_per_seq) +
+                    " blocks need " + std::to_string(table_entries) +
                     " entries, past 2^32 (use fewer sequences, layers or capacity_tokens, or "
                     "larger blocks)");
   }

@@ -3,6 +3,7 @@
 #include <map>
 #include <utility>
 
+#include "fault.hpp"
 #include "shader_registry.hpp"
 #include "vk_util.hpp"
 
@@ -70,7 +71,9 @@ ComputePipeline::ComputePipeline(VkDevice device, VkPipelineCache cache, const P
     info.stage.pName = "main";
     info.stage.pSpecializationInfo = entries.empty() ? nullptr : &spec;
     info.layout = layout_;
-    VkResult r = vkCreateComputePipelines(device, cache, 1, &info, nullptr, &pipeline_);
+    VkResult r = fault::hit(fault::Site::pipeline)
+                     ? VK_ERROR_OUT_OF_DEVICE_MEMORY
+                     : vkCreateComputePipelines(device, cache, 1, &info, nullptr, &pipeline_);
     vkDestroyShaderModule(device, module, nullptr);
     vk_check(r, ("vkCreateComputePipelines(" + desc.shader + ")").c_str());
   } catch (...) {

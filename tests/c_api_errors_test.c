@@ -69,6 +69,7 @@ static void test_strings(void) {
       {GQAVK_ERROR_OUT_OF_BLOCKS, "GQAVK_ERROR_OUT_OF_BLOCKS"},
       {GQAVK_ERROR_IN_USE, "GQAVK_ERROR_IN_USE"},
       {GQAVK_ERROR_INTERNAL, "GQAVK_ERROR_INTERNAL"},
+      {GQAVK_ERROR_DEVICE_LOST, "GQAVK_ERROR_DEVICE_LOST"},
   };
   static const char* dtype_names[] = {"f32", "f16", "bf16", "q8", "q4"};
   size_t i;
@@ -85,7 +86,7 @@ static void test_strings(void) {
     CHECK(got != NULL && strcmp(got, names[i].name) == 0);
   }
   CHECK(strcmp(gqavk_status_string((gqavk_status)2), "unknown gqavk_status") == 0);
-  CHECK(strcmp(gqavk_status_string((gqavk_status)-9), "unknown gqavk_status") == 0);
+  CHECK(strcmp(gqavk_status_string((gqavk_status)-10), "unknown gqavk_status") == 0);
   CHECK(strcmp(gqavk_status_string(GQAVK_STATUS_MAX_ENUM), "unknown gqavk_status") == 0);
 
   for (i = 0; i < 5; ++i) {

@@ -16,6 +16,7 @@ enum class ErrorCode {
   out_of_memory,     // host or device memory allocation failed
   vulkan,            // a Vulkan call failed for another reason
   out_of_blocks,     // the KV pool has too few free blocks for the request (nothing changed)
+  device_lost,       // the device was lost: the Context and what was made from it are unusable
 };
 
 // Thrown by every gqavk call; the message names the bad value and what was expected.

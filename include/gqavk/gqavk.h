@@ -89,6 +89,7 @@ typedef enum gqavk_status {
   GQAVK_ERROR_OUT_OF_BLOCKS = -6,    /* the KV pool has too few free blocks (nothing changed) */
   GQAVK_ERROR_IN_USE = -7,           /* destroying an object others still use */
   GQAVK_ERROR_INTERNAL = -8,         /* a bug in gqavk: please report the message */
+  GQAVK_ERROR_DEVICE_LOST = -9,      /* the device was lost: destroy the context's objects */
   GQAVK_STATUS_MAX_ENUM = 0x7fffffff
 } gqavk_status;
 
