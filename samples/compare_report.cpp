@@ -197,7 +197,7 @@ std::vector<std::string> write_report(const Json& results, const std::string& di
   static const char* columns[] = {
       "mode",   "config",  "kind",         "q_heads", "kv_heads", "head_dim", "kv_dtype",
       "batch",  "context", "layers",       "gpu_ms",  "kv_bytes", "gb_s",     "pct_bandwidth",
-      "tflops", "pct_fma", "tokens_per_s", "max_err", "status"};
+      "tflops", "pct_fma", "tokens_per_s", "max_err", "status",   "tuning"};
   std::ostringstream csv;
   csv << "device,driver";
   for (const char* c : columns) csv << "," << c;
@@ -212,7 +212,14 @@ std::vector<std::string> write_report(const Json& results, const std::string& di
     const Json& d = devices[p["device"].get<size_t>()];
     csv << csv_field(str(d, "name")) << "," << csv_field(str(d, "driver_info"));
     for (const char* c : columns) {
-      const std::string v = p.contains(c) && !p[c].is_null() ? str(p, c) : "";
+      std::string v = p.contains(c) && !p[c].is_null() ? str(p, c) : "";
+      if (std::string(c) == "tuning" && p.contains(c) && p[c].is_object()) {
+        v.clear();  // "tier=cpu load_path=texel ..."
+        for (const auto& [key, value] : p[c].items()) {
+          v += (v.empty() ? "" : " ") + key + "=" +
+               (value.is_string() ? value.get<std::string>() : value.dump());
+        }
+      }
       csv << "," << csv_field(v);
     }
     csv << "\n";

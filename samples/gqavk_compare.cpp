@@ -16,9 +16,11 @@
 
 #include "cli.hpp"
 #include "compare_report.hpp"
+#include "decode_plan_impl.hpp"
 #include "gqavk/gqavk.h"
 #include "gqavk/gqavk.hpp"
 #include "model_configs.hpp"
+#include "prefill_plan_impl.hpp"
 #include "reference.hpp"
 #include "roofline.hpp"
 
@@ -149,6 +151,13 @@ Json run_attention_point(gqavk::Context& ctx, const Point& pt, const Sweep& sw, 
         sw.reps, [&] { plan.run(q, lengths, out); }, [&] { return plan.last_gpu_ns(); });
     figures(p, device, s, kv_bytes, 2.0 * B * H * L * 2.0 * D, static_cast<double>(B) / sw.layers);
     p["splits"] = plan.splits();
+    const gqavk::DecodeTuning& t = gqavk::impl_of(plan).tuning;
+    p["tuning"] = {{"tier", gqavk::to_string(t.tier)},
+                   {"load_path", gqavk::to_string(t.load_path)},
+                   {"reduction", t.reduction == gqavk::Reduction::subgroup ? "subgroup" : "shared"},
+                   {"lanes", t.lanes},
+                   {"heads_per_workgroup", t.heads_per_workgroup},
+                   {"max_splits", t.max_splits}};
     if (check) {
       const std::vector<double> want = gqavk::ref::decode(q, k, v, lengths, B, H, G, D, L,
                                                           1.0 / std::sqrt(static_cast<double>(D)));
@@ -158,6 +167,12 @@ Json run_attention_point(gqavk::Context& ctx, const Point& pt, const Sweep& sw, 
     gqavk::PrefillDesc pd;
     pd.q_heads = H;
     gqavk::PrefillPlan plan(ctx, cache, pd);
+    const gqavk::PrefillTuning& t = gqavk::impl_of(plan).tuning;
+    p["tuning"] = {{"tier", gqavk::to_string(t.tier)},
+                   {"load_path", gqavk::to_string(t.load_path)},
+                   {"lanes", t.lanes},
+                   {"tile_queries", t.tile_queries},
+                   {"heads_per_workgroup", t.heads_per_workgroup}};
     std::vector<gqavk::PrefillSeq> seqs;
     for (uint32_t b = 0; b < B; ++b) seqs.push_back({b, L, L});
     const std::vector<float> q = random_values(size_t{B} * H * L * D, rng);

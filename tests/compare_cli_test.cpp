@@ -128,6 +128,8 @@ TEST(CompareCli, QuickSweepWritesAReportAndMergeJoinsMachines) {
     ASSERT_TRUE(p["max_err"].is_number()) << p.dump();
     EXPECT_LT(p["max_err"].get<double>(), 2e-3) << p.dump();
     if (p["mode"] == "decode") groups.insert(p["kv_heads"].get<uint32_t>());
+    ASSERT_TRUE(p["tuning"].is_object()) << p.dump();  // the kernel variant the point ran
+    EXPECT_TRUE(p["tuning"]["tier"].is_string() && p["tuning"]["load_path"].is_string());
   }
   EXPECT_EQ(groups, (std::set<uint32_t>{8, 2, 1}));  // MHA, GQA and MQA
 
