@@ -6,6 +6,12 @@
 # UndefinedBehaviorSanitizer (-DGQAVK_SANITIZE=ON) and runs the tests under them; the arguments
 # after it still go to ctest. Leaks inside the Vulkan loader, lavapipe and LLVM (not instrumented,
 # not ours) are suppressed by scripts/sanitize/lsan.supp; everything else fails the test.
+#
+# Fuzzing: where clang and libFuzzer are installed (Debian: clang, libclang-rt-dev), the libFuzzer
+# targets of fuzz/ are built with clang into build-fuzz (FUZZ_BUILD_DIR) and their tests run after
+# the main suite: every seed and regression input, and 10 s of fuzzing per target. The 300 s runs
+# carry the label fuzz and run only when asked for (./scripts/test.sh -L fuzz). GQAVK_FUZZ=0 skips
+# the fuzz build, GQAVK_FUZZ=1 requires it.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,6 +24,19 @@ fi
 say() { echo "test.sh: $*"; }
 ctest_env=()
 jobs="$(nproc 2>/dev/null || echo 2)"
+
+# Long fuzz runs only when the caller names labels (-L / --label-regex) itself.
+# Then the main build may have no test with those labels (-L fuzz): not an error there.
+label_args=(-LE '^fuzz$')
+main_no_tests=error
+for arg in "$@"; do
+  case $arg in
+    -L | -L* | --label-regex | --label-regex=*)
+      label_args=()
+      main_no_tests=ignore
+      ;;
+  esac
+done
 
 if [[ $SANITIZE -eq 1 ]]; then
   export BUILD_DIR="${BUILD_DIR:-build-sanitize}"
@@ -48,7 +67,39 @@ fi
 echo
 status=0
 ${ctest_env[@]+"${ctest_env[@]}"} ctest --test-dir "$BUILD_DIR" --output-on-failure \
-  --no-tests=error --timeout 900 -j "$jobs" \
-  "$@" || status=$?
+  --no-tests="$main_no_tests" --timeout 900 -j "$jobs" \
+  ${label_args[@]+"${label_args[@]}"} "$@" || status=$?
 
+# --- fuzz targets (clang, libFuzzer) ---
+have_libfuzzer() {
+  command -v clang++ >/dev/null 2>&1 || return 1
+  local probe
+  probe="$(mktemp -d)"
+  printf 'extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) { return 0; }\n' \
+    >"$probe/probe.cpp"
+  clang++ -fsanitize=fuzzer "$probe/probe.cpp" -o "$probe/probe" >/dev/null 2>&1
+  local rc=$?
+  rm -rf "$probe"
+  return $rc
+}
+FUZZ="${GQAVK_FUZZ:-auto}"
+if [[ $SANITIZE -eq 0 && $FUZZ != 0 ]]; then
+  if have_libfuzzer; then
+    FUZZ_BUILD_DIR="${FUZZ_BUILD_DIR:-build-fuzz}"
+    say "fuzz targets: building with clang in $FUZZ_BUILD_DIR"
+    start=$SECONDS
+    cmake -S . -B "$FUZZ_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang -DGQAVK_FUZZ=ON \
+      -DGQAVK_BUILD_TESTS=OFF -DGQAVK_BUILD_SAMPLES=OFF -DGQAVK_BUILD_BENCH=OFF >/dev/null
+    cmake --build "$FUZZ_BUILD_DIR" --parallel "$jobs" --target gqavk_fuzzers
+    say "fuzz targets built in $((SECONDS - start)) s"
+    ctest --test-dir "$FUZZ_BUILD_DIR" --output-on-failure --no-tests=ignore --timeout 900 \
+      -j "$jobs" ${label_args[@]+"${label_args[@]}"} "$@" || status=$?
+  elif [[ $FUZZ == 1 ]]; then
+    say "error: GQAVK_FUZZ=1 but clang++ with libFuzzer is missing (Debian: clang libclang-rt-dev)" >&2
+    exit 1
+  else
+    say "fuzz targets skipped: no clang++ with libFuzzer (Debian: clang libclang-rt-dev)"
+  fi
+fi
 exit $status
