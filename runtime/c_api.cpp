@@ -181,12 +181,25 @@ bool flag_of(uint32_t v, const char* name) {
   return v == 1;
 }
 
-gqavk::DType dtype_of(gqavk_dtype d, const char* name) {
-  if (static_cast<uint32_t>(d) > GQAVK_DTYPE_Q4) {
-    bad(std::string(name) + " is " + std::to_string(static_cast<uint32_t>(d)) +
+// The 32 bits of a C enum as the caller stored them. In C an enum with these enumerators is an
+// unsigned int, so a caller may pass any value; in C++ only 0 to 2^31 - 1 are in the enum's range
+// and loading another value as the enum is undefined (UBSan's -fsanitize=enum reports it). Reading
+// the object's bytes involves no such load: take the enum by reference and check the number.
+template <class E>
+uint32_t raw_of(const E& e) {
+  static_assert(sizeof(E) == sizeof(uint32_t));
+  uint32_t raw;
+  std::memcpy(&raw, &e, sizeof(raw));
+  return raw;
+}
+
+gqavk::DType dtype_of(const gqavk_dtype& d, const char* name) {
+  const uint32_t raw = raw_of(d);
+  if (raw > GQAVK_DTYPE_Q4) {
+    bad(std::string(name) + " is " + std::to_string(raw) +
         " (expected a gqavk_dtype: GQAVK_DTYPE_F32 to GQAVK_DTYPE_Q4)");
   }
-  return static_cast<gqavk::DType>(d);
+  return static_cast<gqavk::DType>(raw);
 }
 
 template <class T>
@@ -407,13 +420,15 @@ gqavk_status gqavk_list_devices(uint32_t* count, gqavk_device_info* infos) {
 }
 
 const char* gqavk_vendor_string(gqavk_vendor vendor) {
-  if (static_cast<uint32_t>(vendor) > GQAVK_VENDOR_OTHER) return nullptr;
-  return gqavk::to_string(static_cast<gqavk::Vendor>(vendor));
+  const uint32_t raw = raw_of(vendor);
+  if (raw > GQAVK_VENDOR_OTHER) return nullptr;
+  return gqavk::to_string(static_cast<gqavk::Vendor>(raw));
 }
 
 const char* gqavk_device_type_string(gqavk_device_type type) {
-  if (static_cast<uint32_t>(type) > GQAVK_DEVICE_TYPE_OTHER) return nullptr;
-  return gqavk::to_string(static_cast<gqavk::DeviceType>(type));
+  const uint32_t raw = raw_of(type);
+  if (raw > GQAVK_DEVICE_TYPE_OTHER) return nullptr;
+  return gqavk::to_string(static_cast<gqavk::DeviceType>(raw));
 }
 
 // ---- Contexts ----
@@ -600,8 +615,9 @@ gqavk_status gqavk_halves_to_floats(const uint16_t* in, float* out, uint64_t cou
 }
 
 const char* gqavk_dtype_string(gqavk_dtype dtype) {
-  if (static_cast<uint32_t>(dtype) > GQAVK_DTYPE_Q4) return nullptr;
-  return gqavk::to_string(static_cast<gqavk::DType>(dtype));
+  const uint32_t raw = raw_of(dtype);
+  if (raw > GQAVK_DTYPE_Q4) return nullptr;
+  return gqavk::to_string(static_cast<gqavk::DType>(raw));
 }
 
 gqavk_status gqavk_parse_dtype(const char* text, gqavk_dtype* dtype) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what gqavk needs to build (Debian 12 packages, only those missing) and builds Release
 # into build/ (override with BUILD_DIR). A second run installs nothing and rebuilds only what
-# changed, so demo.sh and test.sh call it every time.
+# changed, so demo.sh and test.sh call it every time. GQAVK_CMAKE_ARGS adds configure arguments.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -65,7 +65,10 @@ configure_and_build() {
   say "configuring Release in $BUILD_DIR"
   local log
   log="$(mktemp)"
-  if ! cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$log" 2>&1; then
+  # GQAVK_CMAKE_ARGS: more configure arguments (test.sh --sanitize: -DGQAVK_SANITIZE=ON).
+  local extra=()
+  read -r -a extra <<<"${GQAVK_CMAKE_ARGS:-}"
+  if ! cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "${extra[@]}" >"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
     say "error: cmake configure failed (output above)" >&2

@@ -98,6 +98,9 @@ static void test_strings(void) {
   }
   CHECK(gqavk_dtype_string((gqavk_dtype)5) == NULL);
   CHECK(gqavk_dtype_string(GQAVK_DTYPE_MAX_ENUM) == NULL);
+  CHECK(gqavk_dtype_string((gqavk_dtype)0xFFFFFFFFu) == NULL);
+  CHECK(gqavk_vendor_string((gqavk_vendor)0xFFFFFFFFu) == NULL);
+  CHECK(gqavk_device_type_string((gqavk_device_type)0x80000000u) == NULL);
   parsed = GQAVK_DTYPE_Q4;
   CHECK_FAILS(gqavk_parse_dtype("q5", &parsed), kInvalid, NULL, "'q5'");
   CHECK_MSG(NULL, "f32, f16, bf16, q8 or q4");
@@ -150,6 +153,8 @@ static void test_row_bytes_and_halves(void) {
   bytes = 7;
   CHECK_FAILS(gqavk_dtype_row_bytes(GQAVK_DTYPE_F32, 64, NULL), kInvalid, NULL, "bytes");
   CHECK_FAILS(gqavk_dtype_row_bytes((gqavk_dtype)5, 64, &bytes), kInvalid, NULL, "dtype");
+  CHECK_FAILS(gqavk_dtype_row_bytes((gqavk_dtype)0x80000000u, 64, &bytes), kInvalid, NULL,
+              "2147483648");
   CHECK_FAILS(gqavk_dtype_row_bytes(GQAVK_DTYPE_F32, 0, &bytes), kInvalid, NULL, "dim 0");
   CHECK_FAILS(gqavk_dtype_row_bytes(GQAVK_DTYPE_Q4, 48, &bytes), kInvalid, NULL, "dim 48");
   CHECK(bytes == 7);
@@ -408,6 +413,10 @@ static void test_plan_memory(void) {
   info = cache_info();
   info.dtype = (gqavk_dtype)7;
   CHECK_FAILS(gqavk_kv_cache_plan_memory(&info, &memory), kInvalid, NULL, "dtype is 7");
+  /* Any unsigned int a C enum holds, also past the C++ enum's range (fuzz_c_api found the library
+   * loading it as the enum, which UBSan reports under ./scripts/test.sh --sanitize). */
+  info.dtype = (gqavk_dtype)0xCBCBCBCBu;
+  CHECK_FAILS(gqavk_kv_cache_plan_memory(&info, &memory), kInvalid, NULL, "dtype is 3419130827");
   info = cache_info();
   info.pool_blocks = 1;
   CHECK_FAILS(gqavk_kv_cache_plan_memory(&info, &memory), kInvalid, NULL, "pool_blocks is 1");
@@ -916,6 +925,8 @@ static gqavk_model* test_model(void) {
   layer = layer_desc();
   layer.kv_dtype = (gqavk_dtype)6;
   CHECK_FAILS(gqavk_model_add_layer(model, &layer), kInvalid, NULL, "6");
+  layer.kv_dtype = (gqavk_dtype)0xFFFFFFFFu;
+  CHECK_FAILS(gqavk_model_add_layer(model, &layer), kInvalid, NULL, "4294967295");
   layer = layer_desc();
   layer.sink_count = H; /* announced, not given */
   CHECK_FAILS(gqavk_model_add_layer(model, &layer), kInvalid, NULL, "sinks");

@@ -31,7 +31,9 @@ std::vector<float> stored_row(const KvCache& cache, const std::vector<uint8_t>& 
   for (uint32_t t = 0; t < texels; ++t) {
     std::memcpy(&words[t * 4], pool.data() + row + (uint64_t{t} << c.group_shift) * 16, 16);
   }
-  std::memcpy(scales.data(), pool.data() + c.scale_offset(block, g, slot, v), scales.size() * 4);
+  if (!scales.empty()) {  // f16/bf16 rows have none: memcpy from or to nullptr is undefined (UBSan)
+    std::memcpy(scales.data(), pool.data() + c.scale_offset(block, g, slot, v), scales.size() * 4);
+  }
   std::vector<float> out(dim);
   decode_row(c.desc.dtype, words.data(), scales.data(), dim, out.data());
   return out;

@@ -132,6 +132,12 @@ TEST(ModelConfigs, Errors) {
   const std::string base = R"("num_hidden_layers": 4, "head_dim": 64)";
   EXPECT_THAT(config_error(R"({"num_attention_heads": 32,)"), HasSubstr("bad JSON"));
   EXPECT_THAT(config_error(R"({"num_attention_heads": 32,)"), HasSubstr("line 1, column 28"));
+  // A number past double's range is a JSON library out_of_range, not a parse_error: still
+  // gqavk::Error (found by fuzz_hf_config; fuzz/regressions/fuzz_hf_config/number_overflow.json).
+  EXPECT_THAT(config_error(R"({"num_attention_heads": 1E400, )" + base + "}"),
+              HasSubstr("bad JSON"));
+  EXPECT_THAT(config_error(R"({"num_attention_heads": 1E400, )" + base + "}"),
+              HasSubstr("number overflow"));
   EXPECT_THAT(config_error("{" + base + "}"), HasSubstr("num_attention_heads"));
   EXPECT_THAT(
       config_error(R"({"num_attention_heads": 32, "num_key_value_heads": 5, )" + base + "}"),
