@@ -25,9 +25,10 @@ say() { echo "test.sh: $*"; }
 ctest_env=()
 jobs="$(nproc 2>/dev/null || echo 2)"
 
-# Long fuzz runs only when the caller names labels (-L / --label-regex) itself.
-# Then the main build may have no test with those labels (-L fuzz): not an error there.
-label_args=(-LE '^fuzz$')
+# Long fuzz runs and the soak (100,000 decode steps) only when the caller names labels (-L /
+# --label-regex) itself. Then the main build may have no test with those labels (-L fuzz): not an
+# error there.
+label_args=(-LE '^(fuzz|soak)$')
 main_no_tests=error
 for arg in "$@"; do
   case $arg in
