@@ -13,7 +13,8 @@
  * - Structs that go in or out begin with `struct_size`: set it to sizeof(the struct). A library
  *   newer than the header reads only the fields within struct_size and gives later fields their
  *   zero defaults; an older library refuses a larger struct unless the bytes it does not know are
- *   zero (GQAVK_ERROR_UNSUPPORTED: the header is newer than the library). Zero-initialise structs and set the fields you need: `gqavk_kv_cache_create_info info =
+ *   zero (GQAVK_ERROR_UNSUPPORTED: the header is newer than the library). Zero-initialise
+ *   structs and set the fields you need: `gqavk_kv_cache_create_info info =
  *   {.struct_size = sizeof(info)};` (a designated initializer: no -Wextra warning for the rest).
  * - Counts of float and integer arrays are element counts, never bytes. Flags (uint32_t) are 0 or
  *   1; other values are refused.
