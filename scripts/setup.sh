@@ -12,12 +12,14 @@ export DEBIAN_FRONTEND=noninteractive
 # tests run on; glslang-tools and spirv-tools compile and check the shaders at build time;
 # nlohmann-json3-dev (header-only) writes gqavk-info's JSON and reads it back in its test;
 # pkg-config and binutils (nm, readelf) serve the install and exported-symbol tests.
-# libcli11-dev (header-only CLI11) parses every sample's command line.
+# libcli11-dev (header-only CLI11) parses every sample's command line. clang and libclang-rt-dev
+# (libFuzzer) build the fuzz targets whose short runs are part of ./scripts/test.sh.
 PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config binutils
   mesa-vulkan-drivers libvulkan-dev vulkan-tools vulkan-validationlayers
   glslang-tools spirv-tools
   googletest libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
+  clang libclang-rt-dev
 )
 
 say() { echo "setup.sh: $*"; }

@@ -587,15 +587,7 @@ int main(void) {
   }
 
   /* The cache's shape and the pool it needs. */
-  memset(&cache_info, 0, sizeof(cache_info));
-  cache_info.struct_size = sizeof(cache_info);
-  cache_info.batch = SLOTS;
-  cache_info.kv_heads = G;
-  cache_info.head_dim = D;
-  cache_info.capacity_tokens = CAP;
-  cache_info.dtype = GQAVK_DTYPE_F32;
-  cache_info.block_tokens = BLOCK;
-  cache_info.layers = LAYERS;
+  cache_info = c_cache_info(SLOTS, G, D, CAP, GQAVK_DTYPE_F32, BLOCK, LAYERS);
   memset(&memory, 0, sizeof(memory));
   memory.struct_size = sizeof(memory);
   CHECK_OK(gqavk_kv_cache_plan_memory(&cache_info, &memory));
@@ -776,12 +768,7 @@ int main(void) {
     VkBufferCopy up, down;
 
     CHECK_OK(gqavk_model_create("byo", &model));
-    memset(&layer, 0, sizeof(layer));
-    layer.struct_size = sizeof(layer);
-    layer.q_heads = H;
-    layer.kv_heads = G;
-    layer.head_dim = D;
-    layer.kv_dtype = GQAVK_DTYPE_F32;
+    layer = c_layer_desc(H, G, D, GQAVK_DTYPE_F32);
     for (l = 0; l < LAYERS; ++l) CHECK_OK(gqavk_model_add_layer(model, &layer));
     memset(&info, 0, sizeof(info));
     info.struct_size = sizeof(info);

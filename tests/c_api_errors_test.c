@@ -28,29 +28,10 @@ static void on_validation(void* user_data, const char* message) {
 }
 
 static gqavk_kv_cache_create_info cache_info(void) {
-  gqavk_kv_cache_create_info info;
-  memset(&info, 0, sizeof(info));
-  info.struct_size = sizeof(info);
-  info.batch = SLOTS;
-  info.kv_heads = G;
-  info.head_dim = D;
-  info.capacity_tokens = CAP;
-  info.dtype = GQAVK_DTYPE_F32;
-  info.block_tokens = BLOCK;
-  info.layers = LAYERS;
-  return info;
+  return c_cache_info(SLOTS, G, D, CAP, GQAVK_DTYPE_F32, BLOCK, LAYERS);
 }
 
-static gqavk_layer_desc layer_desc(void) {
-  gqavk_layer_desc layer;
-  memset(&layer, 0, sizeof(layer));
-  layer.struct_size = sizeof(layer);
-  layer.q_heads = H;
-  layer.kv_heads = G;
-  layer.head_dim = D;
-  layer.kv_dtype = GQAVK_DTYPE_F32;
-  return layer;
-}
+static gqavk_layer_desc layer_desc(void) { return c_layer_desc(H, G, D, GQAVK_DTYPE_F32); }
 
 /* ---- Library-wide: version, strings, dtypes -------------------------------------------------- */
 

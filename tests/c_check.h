@@ -128,6 +128,38 @@ static inline void c_random_values(float* out, size_t n, uint32_t seed) {
   }
 }
 
+/* A cache of `batch` sequences, `layers` layers of G KV heads of width D, `capacity` tokens each in
+ * blocks of `block` tokens; everything else zero (the defaults, and a pool of gqavk's own). */
+static inline gqavk_kv_cache_create_info c_cache_info(uint32_t batch, uint32_t kv_heads,
+                                                      uint32_t head_dim, uint32_t capacity,
+                                                      gqavk_dtype dtype, uint32_t block,
+                                                      uint32_t layers) {
+  gqavk_kv_cache_create_info info;
+  memset(&info, 0, sizeof(info));
+  info.struct_size = sizeof(info);
+  info.batch = batch;
+  info.kv_heads = kv_heads;
+  info.head_dim = head_dim;
+  info.capacity_tokens = capacity;
+  info.dtype = dtype;
+  info.block_tokens = block;
+  info.layers = layers;
+  return info;
+}
+
+/* A layer of H query heads over G KV heads of width D, without options. */
+static inline gqavk_layer_desc c_layer_desc(uint32_t q_heads, uint32_t kv_heads, uint32_t head_dim,
+                                            gqavk_dtype kv_dtype) {
+  gqavk_layer_desc layer;
+  memset(&layer, 0, sizeof(layer));
+  layer.struct_size = sizeof(layer);
+  layer.q_heads = q_heads;
+  layer.kv_heads = kv_heads;
+  layer.head_dim = head_dim;
+  layer.kv_dtype = kv_dtype;
+  return layer;
+}
+
 /* Prints the totals; the process's exit code (0 only when every check passed). */
 static inline int c_check_summary(const char* name) {
   printf("%s: %d checks, %d failed\n", name, c_checks, c_failures);
