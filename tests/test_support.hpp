@@ -103,7 +103,7 @@ struct CommandResult {
 };
 
 // Runs `argv` (the program first) with `env` entries ("NAME=value") added to its environment and
-// captures stdout and stderr; a hang ends after 120 s as exit 124.
+// captures stdout and stderr; a hang ends after 120 s (600 s under ASan) as exit 124.
 CommandResult run_command(const std::vector<std::string>& argv,
                           const std::vector<std::string>& env = {});
 
