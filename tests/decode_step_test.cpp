@@ -24,6 +24,7 @@
 
 #include "context_impl.hpp"
 #include "decode_step_impl.hpp"
+#include "fault.hpp"
 #include "gqavk/device_buffer.hpp"
 #include "reference.hpp"
 #include "test_support.hpp"
@@ -922,8 +923,9 @@ uint64_t resident_bytes() {
 // The soak: GQAVK_SOAK_STEPS decode steps (1000 in the default suite; the ctest label `soak` runs
 // 100,000) over a batch whose sequences start with prompts, fork, grow, finish and are truncated at
 // random, in a model with a full and a window layer. Every 50th step is checked against the
-// reference; resident memory may not grow past the first tenth of the run by more than 16 MiB, and
-// once every sequence is freed no block of the pool is left in use.
+// reference; resident memory may not grow past the first tenth of the run by more than 16 MiB, no
+// device memory is allocated after it, and once every sequence is freed no block of the pool is
+// left in use.
 TEST_F(DecodeStepTest, SoakRandomBatches) {
   const char* env = std::getenv("GQAVK_SOAK_STEPS");
   const uint32_t steps = env ? static_cast<uint32_t>(std::strtoul(env, nullptr, 10)) : 1000;
@@ -954,7 +956,7 @@ TEST_F(DecodeStepTest, SoakRandomBatches) {
     h.close(s);
     open.erase(std::find(open.begin(), open.end(), s));
   };
-  uint64_t rss_early = 0, checked = 0;
+  uint64_t rss_early = 0, checked = 0, allocations_early = 0;
   for (uint32_t t = 0; t < steps; ++t) {
     const uint32_t r = static_cast<uint32_t>(rng() % 100);
     if (open.empty() || (r < 8 && open.size() < kSlots)) {
@@ -997,9 +999,14 @@ TEST_F(DecodeStepTest, SoakRandomBatches) {
       ASSERT_LE(ref::max_abs_diff(out, in.want), 1e-5) << "step " << t;
       ++checked;
     }
-    if (t == steps / 10) rss_early = resident_bytes();
+    if (t == steps / 10) {
+      rss_early = resident_bytes();
+      allocations_early = fault::calls(fault::Site::memory);
+    }
   }
   const uint64_t rss_end = resident_bytes();
+  const uint64_t allocations = fault::calls(fault::Site::memory) - allocations_early;
+  EXPECT_EQ(allocations, 0u) << "device memory allocations after step " << steps / 10;
   for (uint32_t s : std::vector<uint32_t>(open)) close(s);
   EXPECT_EQ(cache.memory().blocks_in_use, 0u) << "blocks leaked after every sequence was freed";
   EXPECT_EQ(step.recordings(), 1u);
@@ -1007,10 +1014,10 @@ TEST_F(DecodeStepTest, SoakRandomBatches) {
       << kMemoryMeasure << " grew from " << rss_early << " to " << rss_end << " bytes";
   std::printf(
       "soak: %u steps, %llu checked against the reference, %s %.1f MiB at step %u "
-      "and %.1f MiB at the end\n",
+      "and %.1f MiB at the end, %llu device memory allocations after it\n",
       steps, static_cast<unsigned long long>(checked), kMemoryMeasure,
       static_cast<double>(rss_early) / 1048576.0, steps / 10,
-      static_cast<double>(rss_end) / 1048576.0);
+      static_cast<double>(rss_end) / 1048576.0, static_cast<unsigned long long>(allocations));
 }
 
 }  // namespace
