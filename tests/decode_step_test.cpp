@@ -29,14 +29,6 @@
 #include "reference.hpp"
 #include "test_support.hpp"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define GQAVK_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define GQAVK_TEST_ASAN 1
-#endif
-#endif
-
 #ifdef GQAVK_TEST_ASAN
 // The sanitizer runtime's count of live heap bytes (sanitizer/allocator_interface.h, a header
 // clang ships and GCC 12 does not; libasan has the function either way).

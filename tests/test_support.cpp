@@ -178,7 +178,7 @@ std::string read_file(const std::filesystem::path& path) {
 
 // How long a command may run before it counts as hung: 120 s, or 600 s under AddressSanitizer,
 // where the programs (gqavk-compare's sweep above all) run several times slower.
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef GQAVK_TEST_ASAN
 constexpr int kCommandLimitSeconds = 600;
 #else
 constexpr int kCommandLimitSeconds = 120;

@@ -17,6 +17,16 @@
 #include "gqavk/gqavk.hpp"
 #include "reference.hpp"
 
+// GQAVK_TEST_ASAN: defined when the tests are built with AddressSanitizer (GCC or clang), where
+// programs run several times slower and resident memory holds ASan's quarantine.
+#if defined(__SANITIZE_ADDRESS__)
+#define GQAVK_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GQAVK_TEST_ASAN 1
+#endif
+#endif
+
 namespace gqavk::test {
 
 // One context per test binary, validation on; any validation message fails the current test.
