@@ -62,14 +62,15 @@ std::vector<float> pseudo_random(size_t n, uint32_t seed) {
   return v;
 }
 
-// Tokens [first, len) of every KV head of x ([G, len, D]), as KvCache::write takes them.
-std::vector<float> window_rows(const std::vector<float>& x, const Case& c, uint32_t first) {
-  if (first == 0) return x;
+// Tokens [first, first + n) of every KV head of x ([G, len, D]), as KvCache::write takes them.
+std::vector<float> token_rows(const std::vector<float>& x, const Case& c, uint32_t first,
+                              uint32_t n) {
+  if (first == 0 && n == c.len) return x;
   std::vector<float> out;
-  out.reserve(size_t{c.kv_heads} * (c.len - first) * kHeadDim);
+  out.reserve(size_t{c.kv_heads} * n * kHeadDim);
   for (uint32_t g = 0; g < c.kv_heads; ++g) {
     const auto at = x.begin() + (size_t{g} * c.len + first) * kHeadDim;
-    out.insert(out.end(), at, at + size_t{c.len - first} * kHeadDim);
+    out.insert(out.end(), at, at + size_t{n} * kHeadDim);
   }
   return out;
 }
@@ -92,10 +93,15 @@ void run_decode(benchmark::State& state, Case c) {
   // The bytes and FLOPs of the keys the query sees (a window's: 2 * G * W * D * bytes each).
   const uint64_t kv_bytes = 2ull * c.batch * c.kv_heads * c.seen() * row_bytes(c.dtype, kHeadDim);
   const double flops = 4.0 * kHeads * c.seen() * kHeadDim * c.batch;
-  const uint64_t pool_bytes = 2ull * c.batch * c.kv_heads * c.len * row_bytes(c.dtype, kHeadDim);
+  // A window cache keeps only the blocks its window can still see: written a window at a time,
+  // it holds at most two windows and a block of each sequence (plus the reserved zero block).
+  const uint32_t block = KvCacheDesc{}.block_tokens;
+  const uint32_t chunk = c.window ? c.seen() : c.len;
+  const uint32_t pool_blocks = c.window ? c.batch * ((2 * chunk + block - 1) / block + 1) + 1 : 0;
+  const uint64_t pool_bytes = 2ull * c.batch * c.kv_heads * (c.window ? 2 * chunk + block : c.len) *
+                              row_bytes(c.dtype, kHeadDim);
   const uint32_t copies = static_cast<uint32_t>(std::clamp<uint64_t>(
       std::min((kColdBytes + kv_bytes - 1) / kv_bytes, kMaxPoolBytes / pool_bytes), 1, kMaxCopies));
-  const uint32_t first = c.len - c.seen();  // tokens before the window are never read or written
 
   std::vector<std::unique_ptr<KvCache>> caches;
   std::vector<std::unique_ptr<DecodePlan>> plans;
@@ -106,11 +112,17 @@ void run_decode(benchmark::State& state, Case c) {
   store_and_read_rows(c.dtype, v, kHeadDim);
   try {
     for (uint32_t i = 0; i < copies; ++i) {
-      caches.push_back(std::make_unique<KvCache>(
-          ctx, KvCacheDesc{c.batch, c.kv_heads, kHeadDim, c.len, c.dtype}));
+      KvCacheDesc cd{c.batch, c.kv_heads, kHeadDim, c.len, c.dtype};
+      if (c.window) {
+        cd.layer_windows = {c.window};
+        cd.pool_blocks = pool_blocks;
+      }
+      caches.push_back(std::make_unique<KvCache>(ctx, cd));
       for (uint32_t b = 0; b < c.batch; ++b) {
-        caches.back()->write(b, first, c.len - first, window_rows(k, c, first),
-                             window_rows(v, c, first));
+        for (uint32_t first = 0; first < c.len; first += chunk) {
+          const uint32_t n = std::min(chunk, c.len - first);
+          caches.back()->write(b, first, n, token_rows(k, c, first, n), token_rows(v, c, first, n));
+        }
       }
       DecodeDesc desc{kHeads};
       if (c.window) desc.window = c.window;
