@@ -98,8 +98,8 @@ void run_decode(benchmark::State& state, Case c) {
   const uint32_t block = KvCacheDesc{}.block_tokens;
   const uint32_t chunk = c.window ? c.seen() : c.len;
   const uint32_t pool_blocks = c.window ? c.batch * ((2 * chunk + block - 1) / block + 1) + 1 : 0;
-  const uint64_t pool_bytes = 2ull * c.batch * c.kv_heads * (c.window ? 2 * chunk + block : c.len) *
-                              row_bytes(c.dtype, kHeadDim);
+  const uint64_t pool_tokens = c.window ? uint64_t{pool_blocks} * block : uint64_t{c.batch} * c.len;
+  const uint64_t pool_bytes = 2ull * c.kv_heads * pool_tokens * row_bytes(c.dtype, kHeadDim);
   const uint32_t copies = static_cast<uint32_t>(std::clamp<uint64_t>(
       std::min((kColdBytes + kv_bytes - 1) / kv_bytes, kMaxPoolBytes / pool_bytes), 1, kMaxCopies));
 

@@ -96,7 +96,8 @@ void run_step_host(benchmark::State& state, bool rerecord) {
   sd.max_batch = kBatch;
   DecodeStep step(ctx, cache, model, sd);
   DeviceInputs io(ctx, step);
-  impl_of(step).force_rerecord = rerecord;
+  ImplOf<DecodeStep>& p = impl_of(step);
+  p.force_rerecord = rerecord;
   std::vector<uint32_t> seqs(kBatch);
   for (uint32_t s = 0; s < kBatch; ++s) seqs[s] = s;
   step.wait(step.submit(seqs));  // pipelines compiled, first recording made
@@ -106,7 +107,6 @@ void run_step_host(benchmark::State& state, bool rerecord) {
   // booking and parameter write: prepare_us) and submit (the driver's vkQueueSubmit, after
   // re-recording in the rerecord case: submit_us). The parts hold one more clock read than the
   // whole, so they add up to a little more than host_us.
-  ImplOf<DecodeStep>& p = impl_of(step);
   double total_s = 0, prepare_s = 0, submit_s = 0;
   const auto room = [&] {
     if (cache.length(0) + 1 >= kCap) {
